@@ -1,0 +1,15 @@
+//! t5g runs Google's T5Gemma encoder-decoder language models on CPUs.
+//!
+//! Data flows one way: a GGUF file ([`gguf`]) is memory-mapped, its weights are viewed in
+//! place by a model ([`model`]), whose forward pass calls the operations in [`ops`] and the
+//! matrix kernels in [`kernels`].
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod gguf;
+pub mod kernels;
+pub mod ops;
+pub mod quant;
+
+pub use error::{Error, Result};
