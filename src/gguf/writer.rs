@@ -212,9 +212,6 @@ fn put_value(out: &mut Vec<u8>, v: &MetaValue) {
             out.extend_from_slice(&(*ty as u32).to_le_bytes());
             out.extend_from_slice(&(items.len() as u64).to_le_bytes());
             for item in items {
-                if let MetaValue::Array(..) = item {
-                    out.extend_from_slice(&(item.value_type() as u32).to_le_bytes());
-                }
                 put_value(out, item);
             }
         }
