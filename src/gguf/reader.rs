@@ -17,16 +17,28 @@ const MAX_ARRAY_DEPTH: u32 = 4;
 /// Most tensors / metadata keys in one file.
 const MAX_ENTRIES: u64 = 1 << 20;
 
+/// 32 bytes with 32-byte alignment: the unit of owned buffers, so that tensor data in memory
+/// is as aligned as tensor data in a page-aligned map.
+#[repr(C, align(32))]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Align32([u8; 32]);
+
 enum Storage {
     Mapped(memmap2::Mmap),
-    Owned(Vec<u8>),
+    Owned { blocks: Vec<Align32>, len: usize },
 }
 
 impl Storage {
+    fn owned(bytes: &[u8]) -> Self {
+        let mut blocks = vec![Align32([0; 32]); bytes.len().div_ceil(32)];
+        bytemuck::cast_slice_mut::<Align32, u8>(&mut blocks)[..bytes.len()].copy_from_slice(bytes);
+        Storage::Owned { blocks, len: bytes.len() }
+    }
+
     fn bytes(&self) -> &[u8] {
         match self {
             Storage::Mapped(m) => m,
-            Storage::Owned(v) => v,
+            Storage::Owned { blocks, len } => &bytemuck::cast_slice(blocks)[..*len],
         }
     }
 }
@@ -108,9 +120,10 @@ impl GgufFile {
         Self::parse(path.to_path_buf(), Storage::Mapped(map))
     }
 
-    /// Parses an in-memory buffer (used by fuzzing, tests and synthetic models).
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
-        Self::parse(PathBuf::from("<memory>"), Storage::Owned(bytes))
+    /// Parses an in-memory buffer (used by fuzzing, tests and synthetic models). The bytes are
+    /// copied once into a 32-byte aligned buffer so tensor views are as aligned as in a map.
+    pub fn from_bytes(bytes: impl AsRef<[u8]>) -> Result<Self> {
+        Self::parse(PathBuf::from("<memory>"), Storage::owned(bytes.as_ref()))
     }
 
     fn parse(path: PathBuf, storage: Storage) -> Result<Self> {
