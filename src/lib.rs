@@ -9,6 +9,7 @@
 pub mod error;
 pub mod gguf;
 pub mod kernels;
+pub mod model;
 pub mod ops;
 pub mod quant;
 
