@@ -32,7 +32,10 @@ impl Storage {
     fn owned(bytes: &[u8]) -> Self {
         let mut blocks = vec![Align32([0; 32]); bytes.len().div_ceil(32)];
         bytemuck::cast_slice_mut::<Align32, u8>(&mut blocks)[..bytes.len()].copy_from_slice(bytes);
-        Storage::Owned { blocks, len: bytes.len() }
+        Storage::Owned {
+            blocks,
+            len: bytes.len(),
+        }
     }
 
     fn bytes(&self) -> &[u8] {

@@ -20,21 +20,36 @@ pub(crate) struct Linear {
 impl Linear {
     /// Looks up `name` and checks it is `[rows, cols]` in a matrix type.
     pub(crate) fn load(file: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<Self> {
-        let info = file.tensor_info(name).ok_or_else(|| Error::tensor(name, "missing from the file"))?;
+        let info = file
+            .tensor_info(name)
+            .ok_or_else(|| Error::tensor(name, "missing from the file"))?;
         if info.shape != [cols, rows] {
             return Err(Error::tensor(
                 name,
-                format!("expected ggml shape [{cols}, {rows}] (torch [{rows}, {cols}]), found {:?}", info.shape),
+                format!(
+                    "expected ggml shape [{cols}, {rows}] (torch [{rows}, {cols}]), found {:?}",
+                    info.shape
+                ),
             ));
         }
         let view = file.view(info);
         MatRef::from_view(view)?;
-        Ok(Linear { ty: info.ty, rows, cols, range: info.range.clone() })
+        Ok(Linear {
+            ty: info.ty,
+            rows,
+            cols,
+            range: info.range.clone(),
+        })
     }
 
     /// The zero-copy matrix view.
     pub(crate) fn mat<'a>(&self, file: &'a GgufFile) -> MatRef<'a> {
-        MatRef { ty: self.ty, rows: self.rows, cols: self.cols, data: file.bytes(self.range.clone()) }
+        MatRef {
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+            data: file.bytes(self.range.clone()),
+        }
     }
 
     /// `x [n, cols] -> [n, rows]`.
@@ -70,14 +85,18 @@ pub(crate) struct Vector {
 impl Vector {
     /// Looks up `name` and checks it is an f32 vector of length `len`.
     pub(crate) fn load(file: &GgufFile, name: &str, len: usize) -> Result<Self> {
-        let info = file.tensor_info(name).ok_or_else(|| Error::tensor(name, "missing from the file"))?;
+        let info = file
+            .tensor_info(name)
+            .ok_or_else(|| Error::tensor(name, "missing from the file"))?;
         if info.shape != [len] || info.ty != GgmlType::F32 {
             return Err(Error::tensor(
                 name,
                 format!("expected f32 [{len}], found {} {:?}", info.ty, info.shape),
             ));
         }
-        Ok(Vector { range: info.range.clone() })
+        Ok(Vector {
+            range: info.range.clone(),
+        })
     }
 
     /// The values, viewed in place.
@@ -96,7 +115,10 @@ pub(crate) struct Norm {
 
 impl Norm {
     pub(crate) fn load(file: &GgufFile, name: &str, len: usize, eps: f32) -> Result<Self> {
-        Ok(Norm { weight: Vector::load(file, name, len)?, eps })
+        Ok(Norm {
+            weight: Vector::load(file, name, len)?,
+            eps,
+        })
     }
 
     /// Normalizes every row of `x` in place.
@@ -195,7 +217,11 @@ pub(crate) fn attention(
     allowed: &(dyn Fn(usize, usize, usize) -> bool + Sync),
     out: &mut [f32],
 ) {
-    let Heads { n_heads, n_kv_heads, head_dim: hd } = heads;
+    let Heads {
+        n_heads,
+        n_kv_heads,
+        head_dim: hd,
+    } = heads;
     let kv_dim = n_kv_heads * hd;
     let group = n_heads / n_kv_heads;
     let n_keys: usize = segments.iter().map(|s| s.len).sum();

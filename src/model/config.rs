@@ -107,7 +107,10 @@ impl StackConfig {
             .map(|s| match *s {
                 "sliding_attention" => Ok(LayerKind::Sliding),
                 "full_attention" => Ok(LayerKind::Full),
-                other => Err(Error::metadata(&kinds_key, format!("unknown layer type `{other}`"))),
+                other => Err(Error::metadata(
+                    &kinds_key,
+                    format!("unknown layer type `{other}`"),
+                )),
             })
             .collect::<Result<Vec<_>>>()?;
         let theta = file.get_f32(&key("rope.freq_base"))?;
@@ -117,7 +120,9 @@ impl StackConfig {
         };
         let rope_sliding = RopeParams {
             theta: file.opt_f32(&key("rope.freq_base_swa"))?.unwrap_or(theta),
-            linear_factor: file.opt_f32(&key("rope.scaling_swa.factor"))?.unwrap_or(1.0),
+            linear_factor: file
+                .opt_f32(&key("rope.scaling_swa.factor"))?
+                .unwrap_or(1.0),
         };
         let head_dim = get("attention.key_length")?;
         let cfg = StackConfig {
@@ -150,7 +155,11 @@ impl StackConfig {
         if self.layer_kinds.len() != self.n_layers {
             return bad(
                 "attention.layer_types",
-                format!("{} entries for {} layers", self.layer_kinds.len(), self.n_layers),
+                format!(
+                    "{} entries for {} layers",
+                    self.layer_kinds.len(),
+                    self.n_layers
+                ),
             );
         }
         for (k, v) in [
@@ -167,28 +176,47 @@ impl StackConfig {
         if self.n_heads % self.n_kv_heads != 0 {
             return bad(
                 "attention.head_count_kv",
-                format!("{} kv heads do not divide {} query heads", self.n_kv_heads, self.n_heads),
+                format!(
+                    "{} kv heads do not divide {} query heads",
+                    self.n_kv_heads, self.n_heads
+                ),
             );
         }
         if self.head_dim % 2 != 0 {
-            return bad("attention.key_length", format!("head_dim {} is odd (RoPE needs pairs)", self.head_dim));
+            return bad(
+                "attention.key_length",
+                format!("head_dim {} is odd (RoPE needs pairs)", self.head_dim),
+            );
         }
         if self.sliding_window == 0 {
             return bad("attention.sliding_window", "window must be positive".into());
         }
         if !(self.query_pre_attn_scalar.is_finite() && self.query_pre_attn_scalar > 0.0) {
-            return bad("attention.query_pre_attn_scalar", format!("{}", self.query_pre_attn_scalar));
+            return bad(
+                "attention.query_pre_attn_scalar",
+                format!("{}", self.query_pre_attn_scalar),
+            );
         }
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps >= 0.0) {
-            return bad("attention.layer_norm_rms_epsilon", format!("{}", self.rms_norm_eps));
+            return bad(
+                "attention.layer_norm_rms_epsilon",
+                format!("{}", self.rms_norm_eps),
+            );
         }
         if let Some(c) = self.attn_logit_softcapping {
             if !(c.is_finite() && c > 0.0) {
                 return bad("attn_logit_softcapping", format!("{c}"));
             }
         }
-        for (k, r) in [("rope.freq_base", self.rope_full), ("rope.freq_base_swa", self.rope_sliding)] {
-            if !(r.theta.is_finite() && r.theta > 0.0 && r.linear_factor.is_finite() && r.linear_factor > 0.0) {
+        for (k, r) in [
+            ("rope.freq_base", self.rope_full),
+            ("rope.freq_base_swa", self.rope_sliding),
+        ] {
+            if !(r.theta.is_finite()
+                && r.theta > 0.0
+                && r.linear_factor.is_finite()
+                && r.linear_factor > 0.0)
+            {
                 return bad(k, format!("theta {} factor {}", r.theta, r.linear_factor));
             }
         }
@@ -223,27 +251,34 @@ impl ModelConfig {
     /// Reads and validates the hyperparameters of a t5g GGUF file.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let arch = file.get_str("general.architecture")?;
-        let family = match arch {
-            "t5gemma" => Family::T5Gemma,
-            "t5gemma2" => Family::T5Gemma2,
-            other => {
-                return Err(Error::metadata(
+        let family =
+            match arch {
+                "t5gemma" => Family::T5Gemma,
+                "t5gemma2" => Family::T5Gemma2,
+                other => return Err(Error::metadata(
                     "general.architecture",
-                    format!("`{other}` is not an encoder-decoder family t5g runs (t5gemma, t5gemma2)"),
-                ))
-            }
-        };
+                    format!(
+                        "`{other}` is not an encoder-decoder family t5g runs (t5gemma, t5gemma2)"
+                    ),
+                )),
+            };
         let encoder = StackConfig::read(file, arch, "encoder")?;
         let decoder = StackConfig::read(file, arch, "decoder")?;
         let vocab_key = format!("{arch}.vocab_size");
         let vocab_size = file.get_usize(&vocab_key)?;
         if vocab_size == 0 || vocab_size > u32::MAX as usize {
-            return Err(Error::metadata(vocab_key, format!("implausible vocabulary size {vocab_size}")));
+            return Err(Error::metadata(
+                vocab_key,
+                format!("implausible vocabulary size {vocab_size}"),
+            ));
         }
         let token = |key: String| -> Result<Option<u32>> {
             match file.opt_usize(&key)? {
                 Some(id) if id < vocab_size => Ok(Some(id as u32)),
-                Some(id) => Err(Error::metadata(key, format!("id {id} outside the vocabulary of {vocab_size}"))),
+                Some(id) => Err(Error::metadata(
+                    key,
+                    format!("id {id} outside the vocabulary of {vocab_size}"),
+                )),
                 None => Ok(None),
             }
         };
@@ -257,15 +292,21 @@ impl ModelConfig {
                     u32::try_from(id)
                         .ok()
                         .filter(|&id| (id as usize) < vocab_size)
-                        .ok_or_else(|| Error::metadata(&eos_key, format!("id {id} outside the vocabulary")))
+                        .ok_or_else(|| {
+                            Error::metadata(&eos_key, format!("id {id} outside the vocabulary"))
+                        })
                 })
                 .collect::<Result<Vec<_>>>()?,
             None => vec![token("tokenizer.ggml.eos_token_id".into())?.unwrap_or(1)],
         };
-        let final_logit_softcapping = file.opt_f32(&format!("{arch}.decoder.final_logit_softcapping"))?;
+        let final_logit_softcapping =
+            file.opt_f32(&format!("{arch}.decoder.final_logit_softcapping"))?;
         if let Some(c) = final_logit_softcapping {
             if !(c.is_finite() && c > 0.0) {
-                return Err(Error::metadata(format!("{arch}.decoder.final_logit_softcapping"), format!("{c}")));
+                return Err(Error::metadata(
+                    format!("{arch}.decoder.final_logit_softcapping"),
+                    format!("{c}"),
+                ));
             }
         }
         let cfg = ModelConfig {

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, GgufFile};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// A loaded model: the mapped file, its configuration, and handles to every weight.
 ///
@@ -55,9 +56,13 @@ impl DecoderState {
         self.pos
     }
 
-    /// Bytes held by the caches.
+    /// Bytes held by the caches (cross-attention keys and values counted in full, though
+    /// clones of a state share them).
     pub fn cache_bytes(&self) -> usize {
-        self.layers.iter().map(|l| 4 * (l.k.capacity() + l.v.capacity() + l.cross_k.len() + l.cross_v.len())).sum()
+        self.layers
+            .iter()
+            .map(|l| 4 * (l.k.capacity() + l.v.capacity() + l.cross_k.len() + l.cross_v.len()))
+            .sum()
     }
 }
 
@@ -71,14 +76,30 @@ pub(crate) struct LayerCache {
     kv_dim: usize,
     k: Vec<f32>,
     v: Vec<f32>,
-    cross_k: Vec<f32>,
-    cross_v: Vec<f32>,
+    /// Shared between clones of a state (beam search), never recomputed.
+    cross_k: Arc<[f32]>,
+    cross_v: Arc<[f32]>,
     n_cross: usize,
 }
 
 impl LayerCache {
-    pub(crate) fn new(window: Option<usize>, kv_dim: usize, cross_k: Vec<f32>, cross_v: Vec<f32>, n_cross: usize) -> Self {
-        LayerCache { window, start: 0, kv_dim, k: Vec::new(), v: Vec::new(), cross_k, cross_v, n_cross }
+    pub(crate) fn new(
+        window: Option<usize>,
+        kv_dim: usize,
+        cross_k: Vec<f32>,
+        cross_v: Vec<f32>,
+        n_cross: usize,
+    ) -> Self {
+        LayerCache {
+            window,
+            start: 0,
+            kv_dim,
+            k: Vec::new(),
+            v: Vec::new(),
+            cross_k: cross_k.into(),
+            cross_v: cross_v.into(),
+            n_cross,
+        }
     }
 
     /// Keys held.
@@ -126,7 +147,12 @@ impl Model {
             Family::T5Gemma => FamilyWeights::T5Gemma(t5gemma::Weights::load(&file, &config)?),
             Family::T5Gemma2 => FamilyWeights::T5Gemma2(t5gemma2::Weights::load(&file, &config)?),
         };
-        Ok(Model { file, config, weights, cross_kv_computations: AtomicUsize::new(0) })
+        Ok(Model {
+            file,
+            config,
+            weights,
+            cross_kv_computations: AtomicUsize::new(0),
+        })
     }
 
     /// Hyperparameters.
@@ -148,19 +174,29 @@ impl Model {
             FamilyWeights::T5Gemma(w) => t5gemma::encode(&self.file, &self.config, w, ids)?,
             FamilyWeights::T5Gemma2(w) => t5gemma2::encode(&self.file, &self.config, w, ids)?,
         };
-        Ok(EncoderOutput { hidden, n_tokens: ids.len(), width: self.config.encoder.hidden })
+        Ok(EncoderOutput {
+            hidden,
+            n_tokens: ids.len(),
+            width: self.config.encoder.hidden,
+        })
     }
 
     /// Prepares a decoder for one encoded input: computes every layer's cross-attention keys
     /// and values once; they are reused by every step.
     pub fn start_decoder(&self, encoded: &EncoderOutput) -> Result<DecoderState> {
-        if encoded.width != self.config.encoder.hidden || encoded.hidden.len() != encoded.n_tokens * encoded.width {
+        if encoded.width != self.config.encoder.hidden
+            || encoded.hidden.len() != encoded.n_tokens * encoded.width
+        {
             return Err(Error::invalid("encoder output does not match this model"));
         }
         self.cross_kv_computations.fetch_add(1, Ordering::Relaxed);
         let layers = match &self.weights {
-            FamilyWeights::T5Gemma(w) => t5gemma::cross_caches(&self.file, &self.config, w, encoded),
-            FamilyWeights::T5Gemma2(w) => t5gemma2::cross_caches(&self.file, &self.config, w, encoded),
+            FamilyWeights::T5Gemma(w) => {
+                t5gemma::cross_caches(&self.file, &self.config, w, encoded)
+            }
+            FamilyWeights::T5Gemma2(w) => {
+                t5gemma2::cross_caches(&self.file, &self.config, w, encoded)
+            }
         };
         Ok(DecoderState { pos: 0, layers })
     }
@@ -172,8 +208,12 @@ impl Model {
             return Ok(Vec::new());
         }
         let logits = match &self.weights {
-            FamilyWeights::T5Gemma(w) => t5gemma::decode(&self.file, &self.config, w, state, tokens)?,
-            FamilyWeights::T5Gemma2(w) => t5gemma2::decode(&self.file, &self.config, w, state, tokens)?,
+            FamilyWeights::T5Gemma(w) => {
+                t5gemma::decode(&self.file, &self.config, w, state, tokens)?
+            }
+            FamilyWeights::T5Gemma2(w) => {
+                t5gemma2::decode(&self.file, &self.config, w, state, tokens)?
+            }
         };
         state.pos += tokens.len();
         for layer in &mut state.layers {

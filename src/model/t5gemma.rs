@@ -7,7 +7,9 @@
 //!                 y += post_ffw(MLP(pre_ffw(y)))
 //! See `shared/reference/T5GEMMA_ARCHITECTURE.md` §1 for the exact math.
 
-use super::blocks::{attention, embed_scale, embed_tokens, rope_rows, AttnProj, Heads, KeySegment, Linear, Mlp, Norm};
+use super::blocks::{
+    attention, embed_scale, embed_tokens, rope_rows, AttnProj, Heads, KeySegment, Linear, Mlp, Norm,
+};
 use super::config::{LayerKind, ModelConfig, StackConfig};
 use super::{DecoderState, EncoderOutput, LayerCache};
 use crate::error::Result;
@@ -54,14 +56,22 @@ pub struct Weights {
 impl Weights {
     pub(crate) fn load(file: &GgufFile, cfg: &ModelConfig) -> Result<Self> {
         let (e, d) = (&cfg.encoder, &cfg.decoder);
-        let norm = |name: String, s: &StackConfig| Norm::load(file, &name, s.hidden, s.rms_norm_eps);
+        let norm =
+            |name: String, s: &StackConfig| Norm::load(file, &name, s.hidden, s.rms_norm_eps);
         let enc_layers = (0..e.n_layers)
             .map(|i| {
                 let p = format!("enc.blk.{i}");
                 Ok(EncoderLayer {
                     kind: e.layer_kinds[i],
                     pre_attn: norm(format!("{p}.attn_norm.weight"), e)?,
-                    attn: AttnProj::load(file, &format!("{p}.attn"), e.hidden, e.hidden, e.q_dim(), e.kv_dim())?,
+                    attn: AttnProj::load(
+                        file,
+                        &format!("{p}.attn"),
+                        e.hidden,
+                        e.hidden,
+                        e.q_dim(),
+                        e.kv_dim(),
+                    )?,
                     post_attn: norm(format!("{p}.post_attention_norm.weight"), e)?,
                     pre_ffw: norm(format!("{p}.ffn_norm.weight"), e)?,
                     mlp: Mlp::load(file, &p, e.hidden, e.ffn)?,
@@ -75,11 +85,25 @@ impl Weights {
                 Ok(DecoderLayer {
                     kind: d.layer_kinds[i],
                     pre_self: norm(format!("{p}.attn_norm.weight"), d)?,
-                    self_attn: AttnProj::load(file, &format!("{p}.attn"), d.hidden, d.hidden, d.q_dim(), d.kv_dim())?,
+                    self_attn: AttnProj::load(
+                        file,
+                        &format!("{p}.attn"),
+                        d.hidden,
+                        d.hidden,
+                        d.q_dim(),
+                        d.kv_dim(),
+                    )?,
                     post_self: norm(format!("{p}.post_attention_norm.weight"), d)?,
                     pre_cross: norm(format!("{p}.cross_attn_norm.weight"), d)?,
                     // Cross-attention keys and values read the encoder's width.
-                    cross_attn: AttnProj::load(file, &format!("{p}.cross_attn"), d.hidden, e.hidden, d.q_dim(), d.kv_dim())?,
+                    cross_attn: AttnProj::load(
+                        file,
+                        &format!("{p}.cross_attn"),
+                        d.hidden,
+                        e.hidden,
+                        d.q_dim(),
+                        d.kv_dim(),
+                    )?,
                     post_cross: norm(format!("{p}.post_cross_attn_norm.weight"), d)?,
                     pre_ffw: norm(format!("{p}.ffn_norm.weight"), d)?,
                     mlp: Mlp::load(file, &p, d.hidden, d.ffn)?,
@@ -112,9 +136,15 @@ impl Weights {
             .map(|l| {
                 let a = &l.self_attn;
                 let c = &l.cross_attn;
-                a.q.n_bytes() + a.k.n_bytes() + a.v.n_bytes() + a.o.n_bytes()
-                    + c.q.n_bytes() + c.o.n_bytes()
-                    + l.mlp.gate.n_bytes() + l.mlp.up.n_bytes() + l.mlp.down.n_bytes()
+                a.q.n_bytes()
+                    + a.k.n_bytes()
+                    + a.v.n_bytes()
+                    + a.o.n_bytes()
+                    + c.q.n_bytes()
+                    + c.o.n_bytes()
+                    + l.mlp.gate.n_bytes()
+                    + l.mlp.up.n_bytes()
+                    + l.mlp.down.n_bytes()
             })
             .sum();
         layers + self.lm_head.n_bytes()
@@ -122,12 +152,21 @@ impl Weights {
 }
 
 fn heads(s: &StackConfig) -> Heads {
-    Heads { n_heads: s.n_heads, n_kv_heads: s.n_kv_heads, head_dim: s.head_dim }
+    Heads {
+        n_heads: s.n_heads,
+        n_kv_heads: s.n_kv_heads,
+        head_dim: s.head_dim,
+    }
 }
 
 /// Encoder: all tokens at once, bidirectional; sliding layers see `|i - j| <= W` (transformers
 /// 5.24) or `|i - j| < W` (the original training code), as the file records.
-pub(crate) fn encode(file: &GgufFile, cfg: &ModelConfig, w: &Weights, ids: &[u32]) -> Result<Vec<f32>> {
+pub(crate) fn encode(
+    file: &GgufFile,
+    cfg: &ModelConfig,
+    w: &Weights,
+    ids: &[u32],
+) -> Result<Vec<f32>> {
     let e = &cfg.encoder;
     let n = ids.len();
     let mut x = embed_tokens(file, &w.enc_embed, ids, embed_scale(e.hidden), e.hidden)?;
@@ -145,11 +184,29 @@ pub(crate) fn encode(file: &GgufFile, cfg: &ModelConfig, w: &Weights, ids: &[u32
         let sliding = layer.kind == LayerKind::Sliding;
         let allowed = move |i: usize, _: usize, j: usize| {
             let dist = i.abs_diff(j);
-            !sliding || if inclusive { dist <= window } else { dist < window }
+            !sliding
+                || if inclusive {
+                    dist <= window
+                } else {
+                    dist < window
+                }
         };
         let mut ctx = vec![0.0; n * e.q_dim()];
-        let keys = [KeySegment { k: &k, v: &v, len: n }];
-        attention(&q, n, &keys, heads(e), e.attn_scale(), e.attn_logit_softcapping, &allowed, &mut ctx);
+        let keys = [KeySegment {
+            k: &k,
+            v: &v,
+            len: n,
+        }];
+        attention(
+            &q,
+            n,
+            &keys,
+            heads(e),
+            e.attn_scale(),
+            e.attn_logit_softcapping,
+            &allowed,
+            &mut ctx,
+        );
         let mut out = layer.attn.o.forward(file, &ctx, n);
         layer.post_attn.apply(file, &mut out);
         ops::add_inplace(&mut x, &out);
@@ -164,7 +221,12 @@ pub(crate) fn encode(file: &GgufFile, cfg: &ModelConfig, w: &Weights, ids: &[u32
 }
 
 /// Cross-attention keys and values of every decoder layer, from the encoder output (no RoPE).
-pub(crate) fn cross_caches(file: &GgufFile, cfg: &ModelConfig, w: &Weights, enc: &EncoderOutput) -> Vec<LayerCache> {
+pub(crate) fn cross_caches(
+    file: &GgufFile,
+    cfg: &ModelConfig,
+    w: &Weights,
+    enc: &EncoderOutput,
+) -> Vec<LayerCache> {
     let d = &cfg.decoder;
     w.dec_layers
         .iter()
@@ -203,9 +265,22 @@ pub(crate) fn decode(
         let mut ctx = vec![0.0; n * d.q_dim()];
         {
             let cache = &*cache;
-            let keys = [KeySegment { k: &cache.k, v: &cache.v, len: cache.len() }];
+            let keys = [KeySegment {
+                k: &cache.k,
+                v: &cache.v,
+                len: cache.len(),
+            }];
             let allowed = |i: usize, _: usize, j: usize| cache.allowed(pos0 + i, j);
-            attention(&q, n, &keys, heads(d), d.attn_scale(), d.attn_logit_softcapping, &allowed, &mut ctx);
+            attention(
+                &q,
+                n,
+                &keys,
+                heads(d),
+                d.attn_scale(),
+                d.attn_logit_softcapping,
+                &allowed,
+                &mut ctx,
+            );
         }
         let mut out = layer.self_attn.o.forward(file, &ctx, n);
         layer.post_self.apply(file, &mut out);
@@ -214,8 +289,21 @@ pub(crate) fn decode(
         // Cross-attention: no RoPE, no window, same scale and soft-cap.
         let h = layer.pre_cross.applied(file, &y);
         let q = layer.cross_attn.q.forward(file, &h, n);
-        let keys = [KeySegment { k: &cache.cross_k, v: &cache.cross_v, len: cache.n_cross }];
-        attention(&q, n, &keys, heads(d), d.attn_scale(), d.attn_logit_softcapping, &|_, _, _| true, &mut ctx);
+        let keys = [KeySegment {
+            k: &cache.cross_k,
+            v: &cache.cross_v,
+            len: cache.n_cross,
+        }];
+        attention(
+            &q,
+            n,
+            &keys,
+            heads(d),
+            d.attn_scale(),
+            d.attn_logit_softcapping,
+            &|_, _, _| true,
+            &mut ctx,
+        );
         let mut out = layer.cross_attn.o.forward(file, &ctx, n);
         layer.post_cross.apply(file, &mut out);
         ops::add_inplace(&mut y, &out);

@@ -7,7 +7,10 @@
 //! Decoder layer:  y += post_attn(MergedAttn(pre_attn(y), enc_out));  y += post_ffw(MLP(pre_ffw(y)))
 //! See `shared/reference/T5GEMMA_ARCHITECTURE.md` §2 for the exact math.
 
-use super::blocks::{attention, embed_scale, embed_tokens, rope_rows, AttnProj, Heads, KeySegment, Linear, Mlp, Norm, Vector};
+use super::blocks::{
+    attention, embed_scale, embed_tokens, rope_rows, AttnProj, Heads, KeySegment, Linear, Mlp,
+    Norm, Vector,
+};
 use super::config::{LayerKind, ModelConfig, StackConfig};
 use super::{DecoderState, EncoderOutput, LayerCache};
 use crate::error::{Error, Result};
@@ -29,11 +32,25 @@ pub(crate) struct Layer {
 
 impl Layer {
     fn load(file: &GgufFile, prefix: &str, s: &StackConfig, kind: LayerKind) -> Result<Self> {
-        let norm = |name: &str, len: usize| Norm::load(file, &format!("{prefix}.{name}.weight"), len, s.rms_norm_eps);
+        let norm = |name: &str, len: usize| {
+            Norm::load(
+                file,
+                &format!("{prefix}.{name}.weight"),
+                len,
+                s.rms_norm_eps,
+            )
+        };
         Ok(Layer {
             kind,
             pre_attn: norm("attn_norm", s.hidden)?,
-            attn: AttnProj::load(file, &format!("{prefix}.attn"), s.hidden, s.hidden, s.q_dim(), s.kv_dim())?,
+            attn: AttnProj::load(
+                file,
+                &format!("{prefix}.attn"),
+                s.hidden,
+                s.hidden,
+                s.q_dim(),
+                s.kv_dim(),
+            )?,
             q_norm: norm("attn_q_norm", s.head_dim)?,
             k_norm: norm("attn_k_norm", s.head_dim)?,
             post_attn: norm("post_attention_norm", s.hidden)?,
@@ -84,8 +101,13 @@ impl Weights {
             .iter()
             .map(|l| {
                 let a = &l.attn;
-                a.q.n_bytes() + a.k.n_bytes() + a.v.n_bytes() + a.o.n_bytes()
-                    + l.mlp.gate.n_bytes() + l.mlp.up.n_bytes() + l.mlp.down.n_bytes()
+                a.q.n_bytes()
+                    + a.k.n_bytes()
+                    + a.v.n_bytes()
+                    + a.o.n_bytes()
+                    + l.mlp.gate.n_bytes()
+                    + l.mlp.up.n_bytes()
+                    + l.mlp.down.n_bytes()
             })
             .sum();
         layers + self.embed.n_bytes()
@@ -93,7 +115,11 @@ impl Weights {
 }
 
 fn heads(s: &StackConfig) -> Heads {
-    Heads { n_heads: s.n_heads, n_kv_heads: s.n_kv_heads, head_dim: s.head_dim }
+    Heads {
+        n_heads: s.n_heads,
+        n_kv_heads: s.n_kv_heads,
+        head_dim: s.head_dim,
+    }
 }
 
 /// `E[ids] * sqrt(H)`, with the eoi row replaced by the (unscaled) eoi vector.
@@ -133,7 +159,12 @@ fn project_qkv(
 
 /// Encoder: all tokens at once; sliding layers see the asymmetric window
 /// `j ∈ [i - ((W+1)/2 - 1), i + W/2]` (W keys).
-pub(crate) fn encode(file: &GgufFile, cfg: &ModelConfig, w: &Weights, ids: &[u32]) -> Result<Vec<f32>> {
+pub(crate) fn encode(
+    file: &GgufFile,
+    cfg: &ModelConfig,
+    w: &Weights,
+    ids: &[u32],
+) -> Result<Vec<f32>> {
     let e = &cfg.encoder;
     let n = ids.len();
     let mut x = embed(file, cfg, w, ids)?;
@@ -143,10 +174,24 @@ pub(crate) fn encode(file: &GgufFile, cfg: &ModelConfig, w: &Weights, ids: &[u32
         let h = layer.pre_attn.applied(file, &x);
         let (q, k, v) = project_qkv(file, e, layer, &h, n, 0);
         let sliding = layer.kind == LayerKind::Sliding;
-        let allowed = move |i: usize, _: usize, j: usize| !sliding || (j + left >= i && j <= i + right);
+        let allowed =
+            move |i: usize, _: usize, j: usize| !sliding || (j + left >= i && j <= i + right);
         let mut ctx = vec![0.0; n * e.q_dim()];
-        let keys = [KeySegment { k: &k, v: &v, len: n }];
-        attention(&q, n, &keys, heads(e), e.attn_scale(), None, &allowed, &mut ctx);
+        let keys = [KeySegment {
+            k: &k,
+            v: &v,
+            len: n,
+        }];
+        attention(
+            &q,
+            n,
+            &keys,
+            heads(e),
+            e.attn_scale(),
+            None,
+            &allowed,
+            &mut ctx,
+        );
         let mut out = layer.attn.o.forward(file, &ctx, n);
         layer.post_attn.apply(file, &mut out);
         ops::add_inplace(&mut x, &out);
@@ -162,7 +207,12 @@ pub(crate) fn encode(file: &GgufFile, cfg: &ModelConfig, w: &Weights, ids: &[u32
 
 /// The encoder part of every decoder layer's merged attention: keys through the layer's own
 /// k-projection and k-norm (no RoPE), values through its v-projection. Computed once per input.
-pub(crate) fn cross_caches(file: &GgufFile, cfg: &ModelConfig, w: &Weights, enc: &EncoderOutput) -> Vec<LayerCache> {
+pub(crate) fn cross_caches(
+    file: &GgufFile,
+    cfg: &ModelConfig,
+    w: &Weights,
+    enc: &EncoderOutput,
+) -> Vec<LayerCache> {
     let d = &cfg.decoder;
     w.dec_layers
         .iter()
@@ -200,11 +250,29 @@ pub(crate) fn decode(
             // One softmax over [own causal keys ; encoder keys].
             let cache = &*cache;
             let keys = [
-                KeySegment { k: &cache.k, v: &cache.v, len: cache.len() },
-                KeySegment { k: &cache.cross_k, v: &cache.cross_v, len: cache.n_cross },
+                KeySegment {
+                    k: &cache.k,
+                    v: &cache.v,
+                    len: cache.len(),
+                },
+                KeySegment {
+                    k: &cache.cross_k,
+                    v: &cache.cross_v,
+                    len: cache.n_cross,
+                },
             ];
-            let allowed = |i: usize, segment: usize, j: usize| segment == 1 || cache.allowed(pos0 + i, j);
-            attention(&q, n, &keys, heads(d), d.attn_scale(), None, &allowed, &mut ctx);
+            let allowed =
+                |i: usize, segment: usize, j: usize| segment == 1 || cache.allowed(pos0 + i, j);
+            attention(
+                &q,
+                n,
+                &keys,
+                heads(d),
+                d.attn_scale(),
+                None,
+                &allowed,
+                &mut ctx,
+            );
         }
         let mut out = layer.attn.o.forward(file, &ctx, n);
         layer.post_attn.apply(file, &mut out);

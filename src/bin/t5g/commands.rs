@@ -85,7 +85,9 @@ const MAX_NEW_TOKENS: usize = 1 << 16;
 fn set_threads(t: &ThreadArgs) -> Result<(), CliError> {
     if let Some(n) = t.threads {
         if n == 0 || n > 1024 {
-            return Err(CliError::Usage(format!("--threads must be between 1 and 1024, got {n}")));
+            return Err(CliError::Usage(format!(
+                "--threads must be between 1 and 1024, got {n}"
+            )));
         }
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
@@ -101,7 +103,10 @@ fn parse_ids(flag: &str, s: &str) -> Result<Vec<u32>, CliError> {
         .split(',')
         .map(|p| p.trim())
         .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<u32>().map_err(|_| CliError::Usage(format!("{flag}: `{p}` is not a token id"))))
+        .map(|p| {
+            p.parse::<u32>()
+                .map_err(|_| CliError::Usage(format!("{flag}: `{p}` is not a token id")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if ids.is_empty() {
         return Err(CliError::Usage(format!("{flag}: no token ids given")));
@@ -115,14 +120,23 @@ fn info(a: InfoArgs) -> Result<(), CliError> {
     let file = model.file();
     let mut out = String::new();
     use std::fmt::Write as _;
-    let _ = writeln!(out, "file:         {} ({} bytes)", a.model.display(), file.file_size());
+    let _ = writeln!(
+        out,
+        "file:         {} ({} bytes)",
+        a.model.display(),
+        file.file_size()
+    );
     let _ = writeln!(out, "family:       {}", cfg.family.arch());
     if let Ok(Some(name)) = file.opt_str("general.name") {
         let _ = writeln!(out, "name:         {name}");
     }
     let _ = writeln!(out, "vocab:        {}", cfg.vocab_size);
     for (label, s) in [("encoder", &cfg.encoder), ("decoder", &cfg.decoder)] {
-        let sliding = s.layer_kinds.iter().filter(|k| **k == t5g::model::LayerKind::Sliding).count();
+        let sliding = s
+            .layer_kinds
+            .iter()
+            .filter(|k| **k == t5g::model::LayerKind::Sliding)
+            .count();
         let _ = writeln!(
             out,
             "{label}:      {} layers ({} sliding, window {}), hidden {}, mlp {}, heads {}/{} kv, head_dim {}, qpas {}",
@@ -135,36 +149,69 @@ fn info(a: InfoArgs) -> Result<(), CliError> {
             s.rope_full.linear_factor,
             s.rope_sliding.theta,
             s.rope_sliding.linear_factor,
-            s.attn_logit_softcapping.map_or("none".into(), |c| c.to_string())
+            s.attn_logit_softcapping
+                .map_or("none".into(), |c| c.to_string())
         );
     }
     let _ = writeln!(
         out,
         "final softcap: {}",
-        cfg.final_logit_softcapping.map_or("none".into(), |c| c.to_string())
+        cfg.final_logit_softcapping
+            .map_or("none".into(), |c| c.to_string())
     );
     if cfg.family == t5g::model::Family::T5Gemma {
         let _ = writeln!(
             out,
             "encoder window: {}",
-            if cfg.encoder_window_inclusive { "|i-j| <= W (transformers 5.24)" } else { "|i-j| < W (original)" }
+            if cfg.encoder_window_inclusive {
+                "|i-j| <= W (transformers 5.24)"
+            } else {
+                "|i-j| < W (original)"
+            }
         );
     }
-    let _ = writeln!(out, "decoder start: {}, eos: {:?}", cfg.decoder_start_token_id, cfg.eos_token_ids);
-    let types: Vec<String> = model.tensor_types().iter().map(|(t, n)| format!("{n} {t}")).collect();
-    let _ = writeln!(out, "tensors:      {} ({})", file.tensors().len(), types.join(", "));
-    let _ = writeln!(out, "decode reads: {} bytes of weights per token", model.decode_weight_bytes_per_token());
+    let _ = writeln!(
+        out,
+        "decoder start: {}, eos: {:?}",
+        cfg.decoder_start_token_id, cfg.eos_token_ids
+    );
+    let types: Vec<String> = model
+        .tensor_types()
+        .iter()
+        .map(|(t, n)| format!("{n} {t}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "tensors:      {} ({})",
+        file.tensors().len(),
+        types.join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "decode reads: {} bytes of weights per token",
+        model.decode_weight_bytes_per_token()
+    );
     if let Ok(Some(n)) = file.opt_usize("t5gemma2.vision_tensors_skipped") {
-        let _ = writeln!(out, "vision:       {n} vision-tower/projector tensors skipped (text-only model)");
+        let _ = writeln!(
+            out,
+            "vision:       {n} vision-tower/projector tensors skipped (text-only model)"
+        );
     }
     match file.get_str_array("tokenizer.ggml.tokens") {
         Ok(tokens) => {
             let _ = writeln!(
                 out,
                 "tokenizer:    {} ({} pieces){}",
-                file.opt_str("tokenizer.ggml.model").ok().flatten().unwrap_or("?"),
+                file.opt_str("tokenizer.ggml.model")
+                    .ok()
+                    .flatten()
+                    .unwrap_or("?"),
                 tokens.len(),
-                if file.get("tokenizer.chat_template").is_some() { ", chat template" } else { "" }
+                if file.get("tokenizer.chat_template").is_some() {
+                    ", chat template"
+                } else {
+                    ""
+                }
             );
         }
         Err(_) => {
@@ -221,7 +268,8 @@ fn logits(a: LogitsArgs) -> Result<(), CliError> {
         "logits": rows(&logits, vocab),
     });
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, &json).map_err(|e| CliError::Runtime(format!("writing JSON: {e}")))?;
+    serde_json::to_writer(&mut out, &json)
+        .map_err(|e| CliError::Runtime(format!("writing JSON: {e}")))?;
     let _ = writeln!(out);
     Ok(())
 }
