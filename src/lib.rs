@@ -2,10 +2,11 @@
 //!
 //! Data flows one way: a GGUF file ([`gguf`]) is memory-mapped, its weights are viewed in
 //! place by a model ([`model`]), whose forward pass calls the operations in [`ops`] and the
-//! matrix kernels in [`kernels`].
+//! matrix kernels in [`kernels`]. [`convert`] writes such files from Hugging Face checkpoints.
 
 #![warn(missing_docs)]
 
+pub mod convert;
 pub mod error;
 pub mod generate;
 pub mod gguf;
