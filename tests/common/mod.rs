@@ -12,11 +12,18 @@ use t5g::gguf::GgmlType;
 pub fn fixture_dirs() -> Vec<PathBuf> {
     let mut roots = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")];
     if let Ok(extra) = std::env::var("T5G_EXTRA_FIXTURES") {
-        roots.extend(extra.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
+        roots.extend(
+            extra
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        );
     }
     let mut dirs = Vec::new();
     for root in roots {
-        let Ok(entries) = std::fs::read_dir(&root) else { continue };
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            continue;
+        };
         for e in entries.flatten() {
             if e.path().join("reference.json").is_file() {
                 dirs.push(e.path());
@@ -35,8 +42,16 @@ pub fn reference(dir: &Path) -> Value {
 }
 
 /// Converts a fixture checkpoint into a temporary GGUF file.
-pub fn convert_fixture(dir: &Path, ty: GgmlType, encoder_window_inclusive: bool) -> tempfile::TempPath {
-    let out = tempfile::Builder::new().suffix(".gguf").tempfile().unwrap().into_temp_path();
+pub fn convert_fixture(
+    dir: &Path,
+    ty: GgmlType,
+    encoder_window_inclusive: bool,
+) -> tempfile::TempPath {
+    let out = tempfile::Builder::new()
+        .suffix(".gguf")
+        .tempfile()
+        .unwrap()
+        .into_temp_path();
     let opts = ConvertOptions {
         input: dir.to_path_buf(),
         output: out.to_path_buf(),
@@ -49,14 +64,24 @@ pub fn convert_fixture(dir: &Path, ty: GgmlType, encoder_window_inclusive: bool)
 }
 
 pub fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 pub fn matrix(v: &Value) -> Vec<Vec<f32>> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        })
         .collect()
 }
 

@@ -1,6 +1,7 @@
 //! The `t5g` command line: thin wrappers over the library; no model logic lives here.
 
 mod commands;
+mod convert_cmd;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ pub enum CliError {
     Usage(String),
     /// Anything that went wrong while running.
     Runtime(String),
+    /// A bug: the panic hook has already printed the `error:` line.
+    Panicked,
 }
 
 impl From<t5g::Error> for CliError {
@@ -44,8 +47,29 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match commands::run(cli.command) {
+    // Bad input must end in an `error:` line, never a backtrace; a panic is a bug, and even
+    // then the user gets one line.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error{at}: {} (please report this)",
+            msg.replace('\n', " ")
+        );
+    }));
+    let outcome = std::panic::catch_unwind(|| commands::run(cli.command));
+    let outcome = outcome.unwrap_or_else(|_| Err(CliError::Panicked));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Panicked) => ExitCode::from(1),
         Err(CliError::Usage(msg)) => {
             eprintln!("error: {msg}");
             ExitCode::from(2)
