@@ -362,7 +362,7 @@ def _tokenizer_test_lines(rng: random.Random) -> list[str]:
     return lines
 
 
-def write_tokenizer_fixture(out: Path, proto: bytes, seed: int) -> None:
+def write_tokenizer_fixture(out: Path, proto: bytes, seed: int) -> dict:
     d = out / "tokenizer"
     d.mkdir(parents=True, exist_ok=True)
     (d / "tokenizer.model").write_bytes(proto)
@@ -384,7 +384,21 @@ def write_tokenizer_fixture(out: Path, proto: bytes, seed: int) -> None:
     with open(d / "corpus.jsonl", encoding="utf-8", newline="\n") as f:
         back = [json.loads(line) for line in f.read().split("\n") if line]
     assert back == lines
-    print(f"  tokenizer: {len(lines)} test lines, vocab {sp.get_piece_size()}")
+    info = {"lines": len(lines), "ids": {p: sp.piece_to_id(p) for p in USER_DEFINED_SYMBOLS},
+            "byte0": sp.piece_to_id("<0x00>")}
+    assert sp.piece_to_id("<0xFF>") == info["byte0"] + 255
+    # how transformers' GemmaTokenizer compares (informational; not a fixture)
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tokenizer_files(Path(tmp), proto)
+        hf = AutoTokenizer.from_pretrained(tmp)
+        info["hf_differ"] = sum(hf(t, add_special_tokens=False).input_ids != sp.encode(t) for t in lines)
+        chat = hf.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+        assert chat == "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n", chat
+    print(f"  tokenizer: {len(lines)} test lines, vocab {sp.get_piece_size()}, "
+          f"transformers' GemmaTokenizer differs on {info['hf_differ']} lines")
+    return info
 
 
 def write_tokenizer_files(model_dir: Path, proto: bytes) -> int:
@@ -1017,7 +1031,7 @@ def collapse_names(tensors) -> list[tuple[str, list[int], str]]:
     return [(k, s, dt) for k, (s, dt) in seen.items()]
 
 
-def write_readme(out: Path, seed: int, stats: dict, eoi_diff: float | None) -> None:
+def write_readme(out: Path, seed: int, stats: dict, eoi_diff: float | None, tok_info: dict) -> None:
     v = versions()
     lines = []
     A = lines.append
@@ -1052,9 +1066,11 @@ def write_readme(out: Path, seed: int, stats: dict, eoi_diff: float | None) -> N
     A("")
     A("All: vocab 512, float32 (except `t5gemma_sharded`: bfloat16 on disk), `gelu_pytorch_tanh`,")
     A("rms_norm_eps 1e-6, pad/eos/bos = 0/1/2, decoder start = 2, tied embeddings. Every norm weight")
-    A("is Uniform(-0.5, 1.5) (the norms use `1 + w`), linear weights N(0, 0.12..0.15), embeddings")
-    A("N(0, 0.45..0.5), so every mistake moves the logits. Every linear layer's in-features is a")
-    A("multiple of 32. Layer types: S = sliding_attention, F = full_attention.")
+    A("is Uniform(-0.5, 1.5) (the norms use `1 + w`), linear weights N(0, 0.15) (0.12 for the 96-wide")
+    A("models), embeddings N(0, 0.15), v2 `eoi_embedding` N(0, 0.15 * sqrt(H)), so every mistake moves")
+    A("the logits. (A larger embedding std makes the tied embedding of the input token dominate the")
+    A("residual stream and greedy decoding repeats one token forever.) Every linear layer's in-features")
+    A("is a multiple of 32. Layer types: S = sliding_attention, F = full_attention.")
     A("")
     A("| model | family | encoder | decoder | windows enc/dec | soft-caps attn/final | rope | extras |")
     A("|---|---|---|---|---|---|---|---|")
@@ -1151,8 +1167,10 @@ def write_readme(out: Path, seed: int, stats: dict, eoi_diff: float | None) -> N
     A("## tokenizer/")
     A("")
     A("- `tokenizer.model`: SentencePiece BPE, vocab 512, byte_fallback, pad/eos/bos/unk = 0/1/2/3")
-    A("  (`<pad>`, `<eos>`, `<bos>`, `<unk>`), user-defined symbols " + ", ".join(f"`{s}`" for s in USER_DEFINED_SYMBOLS))
-    A("  (ids 4..8), then the 256 byte pieces `<0x00>`..`<0xFF>` (ids 9..264), then merges/characters.")
+    A("  (`<pad>`, `<eos>`, `<bos>`, `<unk>`), user-defined symbols "
+      + ", ".join(f"`{p}` = {tok_info['ids'][p]}" for p in USER_DEFINED_SYMBOLS) + ",")
+    A(f"  then the 256 byte pieces `<0x00>`..`<0xFF>` (ids {tok_info['byte0']}..{tok_info['byte0'] + 255}), then"
+      " merges/characters (scores = merge order).")
     A("  add_dummy_prefix=False, split_digits=True, remove_extra_whitespaces=False,")
     A("  normalization_rule_name=identity, allow_whitespace_only_pieces=True. Trained on a fixed generated")
     A("  multilingual text (the same for every seed). The same file is in t5gemma_balanced/ and t5gemma2_tiny/.")
@@ -1170,6 +1188,12 @@ def write_readme(out: Path, seed: int, stats: dict, eoi_diff: float | None) -> N
     A("encoded as ordinary characters (`<`, `p`, ..., often byte pieces). Characters not in the vocabulary")
     A("become their UTF-8 bytes `<0xNN>` (byte_fallback), so no `<unk>` is ever produced. Spaces become `\u2581`")
     A("(U+2581); a literal `\u2581` in the input is indistinguishable from a space. No dummy prefix is added.")
+    A("")
+    A("Note: transformers' own `GemmaTokenizer` (tokenizers-based, built from this tokenizer.model) does")
+    A("NOT reproduce sentencepiece on text containing special-looking strings: it matches `<pad>`, `<eos>`,")
+    A("`<bos>`, `<unk>` in the text as their ids, and does not match `[@BOS@]` / `<start_of_image>`;")
+    A(f"{tok_info['hf_differ']} of the {tok_info['lines']} corpus lines differ, all of them such lines")
+    A("(the others are identical). `expected.jsonl` is sentencepiece's output.")
     A("")
     A("## quant/")
     A("")
@@ -1218,12 +1242,13 @@ def main() -> int:
     if "t5gemma2_tiny" in items:
         eoi_diff = check_eoi_effect(out)
         print(f"  t5gemma2_tiny: eoi replacement moves logits by {eoi_diff:.3f}")
+    tok_info = {}
     if "tokenizer" in items:
-        write_tokenizer_fixture(out, tok_proto, seed_of["tokenizer"])
+        tok_info = write_tokenizer_fixture(out, tok_proto, seed_of["tokenizer"])
     if "quant" in items:
         write_quant_fixture(out, seed_of["quant"])
     if not args.only:
-        write_readme(out, args.seed, stats, eoi_diff)
+        write_readme(out, args.seed, stats, eoi_diff, tok_info)
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"done in {time.time() - t0:.1f}s; {out} holds {total / 1e6:.2f} MB")
     return 0

@@ -41,9 +41,10 @@ fn main() -> ExitCode {
             }
             // clap renders several lines (usage, hints); the contract is one `error:` line.
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("error: bad arguments");
-            let line = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("error: {line}");
+            let message = rendered.split("Usage:").next().unwrap_or_default();
+            let words: Vec<&str> = message.split_whitespace().collect();
+            let line = words.join(" ");
+            eprintln!("error: {}", line.strip_prefix("error: ").unwrap_or(&line));
             return ExitCode::from(2);
         }
     };
