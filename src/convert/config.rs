@@ -260,17 +260,18 @@ impl ModelConfig {
         let model_type = top
             .opt_str("model_type")?
             .ok_or_else(|| top.err("model_type", "missing required key"))?;
-        let family =
-            match model_type {
-                "t5gemma" => Family::T5Gemma,
-                "t5gemma2" => Family::T5Gemma2,
-                other => return Err(top.err(
+        let family = match model_type {
+            "t5gemma" => Family::T5Gemma,
+            "t5gemma2" => Family::T5Gemma2,
+            other => {
+                return Err(top.err(
                     "model_type",
                     &format!(
                         "unsupported model_type \"{other}\" (t5g converts t5gemma and t5gemma2)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let mut notes = Vec::new();
         let top_vocab = top.opt_usize("vocab_size")?;
         let enc_obj = top
