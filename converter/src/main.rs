@@ -54,10 +54,14 @@ fn main() -> ExitCode {
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // clap's messages already begin with `error:`; --help/--version exit 0.
+        Err(e) if !e.use_stderr() => {
+            // --help / --version.
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", one_line(&e.render().to_string()));
+            return ExitCode::from(2);
         }
     };
     let opts = ConvertOptions {
@@ -86,16 +90,39 @@ fn main() -> ExitCode {
     let types: Vec<String> = report
         .types
         .iter()
-        .map(|(ty, n, bytes)| format!("{n} {ty} ({:.1} MB)", *bytes as f64 / 1e6))
+        .map(|(ty, n, bytes)| format!("{n} {ty} ({})", size(*bytes)))
         .collect();
     println!(
-        "wrote {} ({}, {} tensors: {}; {} skipped; {:.1} MB)",
+        "wrote {} ({}, {} tensors: {}; {} skipped; {})",
         opts.output.display(),
         report.architecture,
         report.tensors,
         types.join(", "),
         report.skipped.len(),
-        report.output_bytes as f64 / 1e6
+        size(report.output_bytes)
     );
     ExitCode::SUCCESS
+}
+
+/// clap's multi-line usage error as the one `error: ...` line scripts expect.
+fn one_line(rendered: &str) -> String {
+    let line = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.starts_with("error:") {
+        line
+    } else {
+        format!("error: {line}")
+    }
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b => format!("{:.1} KiB", b as f64 / 1024.0),
+    }
 }

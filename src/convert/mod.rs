@@ -348,14 +348,23 @@ fn check_output(input: &Path, output: &Path) -> Result<()> {
     if parent.join(file_name) == input {
         return refuse("onto the input directory");
     }
-    if parent == input {
-        let name = file_name.to_string_lossy();
-        let source_like = name.ends_with(".safetensors")
-            || name.ends_with(".json")
-            || name.ends_with(".jinja")
-            || name == "tokenizer.model";
-        if source_like {
-            return refuse("over a file of the input checkpoint");
+    let source_like = |dir: &Path, name: &std::ffi::OsStr| {
+        let name = name.to_string_lossy();
+        dir == input
+            && (name.ends_with(".safetensors")
+                || name.ends_with(".json")
+                || name.ends_with(".jinja")
+                || name == "tokenizer.model")
+    };
+    if source_like(&parent, file_name) {
+        return refuse("over a file of the input checkpoint");
+    }
+    // An existing output may be a link into the checkpoint.
+    if let Ok(real) = std::fs::canonicalize(output) {
+        if let (Some(dir), Some(name)) = (real.parent(), real.file_name()) {
+            if source_like(dir, name) {
+                return refuse("over a file of the input checkpoint");
+            }
         }
     }
     Ok(())

@@ -481,9 +481,11 @@ mod tests {
     #[test]
     fn defaults_apply_when_fields_are_absent() {
         let mut bytes = Vec::new();
-        let mut sub = Vec::new();
-        put_len(&mut sub, 1, b"a");
-        put_len(&mut bytes, 1, &sub);
+        for piece in [&b"a"[..], b"b", b"c"] {
+            let mut sub = Vec::new();
+            put_len(&mut sub, 1, piece);
+            put_len(&mut bytes, 1, &sub);
+        }
         let m = SentencePieceModel::parse(&bytes).unwrap();
         assert_eq!(m.pieces[0].kind, PieceType::Normal);
         assert_eq!(m.pieces[0].score, 0.0);
