@@ -85,3 +85,12 @@ pub fn run(args: ConvertArgs) -> t5g::Result<()> {
     );
     Ok(())
 }
+
+/// clap renders usage errors over several lines (message, usage, hints); the contract is one
+/// `error:` line, so keep the message and fold it onto one line.
+pub fn usage_error_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let message = rendered.split("Usage:").next().unwrap_or_default();
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!("error: {}", line.strip_prefix("error: ").unwrap_or(&line))
+}

@@ -39,12 +39,7 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            // clap renders several lines (usage, hints); the contract is one `error:` line.
-            let rendered = e.render().to_string();
-            let message = rendered.split("Usage:").next().unwrap_or_default();
-            let words: Vec<&str> = message.split_whitespace().collect();
-            let line = words.join(" ");
-            eprintln!("error: {}", line.strip_prefix("error: ").unwrap_or(&line));
+            eprintln!("{}", convert_cmd::usage_error_line(&e));
             return ExitCode::from(2);
         }
     };
