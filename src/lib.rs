@@ -11,5 +11,6 @@ pub mod gguf;
 pub mod kernels;
 pub mod ops;
 pub mod quant;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
