@@ -14,5 +14,6 @@ pub mod kernels;
 pub mod model;
 pub mod ops;
 pub mod quant;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
