@@ -14,6 +14,7 @@ pub mod kernels;
 pub mod model;
 pub mod ops;
 pub mod quant;
+pub mod summarize;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

@@ -143,7 +143,14 @@ pub fn summarize(
         }
         if chunks.len() == 1 {
             let ids = prompt.build(&chunks[0])?;
-            let (out, generation) = run(model, tokenizer, &ids, &gen_opts, &opts.stop_strings, on_piece)?;
+            let (out, generation) = run(
+                model,
+                tokenizer,
+                &ids,
+                &gen_opts,
+                &opts.stop_strings,
+                on_piece,
+            )?;
             timing.0 += generation.encode_time;
             timing.1 += generation.decode_time;
             return Ok(Summary {
@@ -159,14 +166,29 @@ pub fn summarize(
         }
         let mut summaries = Vec::with_capacity(chunks.len());
         for (i, chunk) in chunks.iter().enumerate() {
-            on_progress(Progress { round, done: i, total: chunks.len() });
+            on_progress(Progress {
+                round,
+                done: i,
+                total: chunks.len(),
+            });
             let ids = prompt.build(chunk)?;
-            let (out, generation) = run(model, tokenizer, &ids, &gen_opts, &opts.stop_strings, &mut |_| Flow::Continue)?;
+            let (out, generation) = run(
+                model,
+                tokenizer,
+                &ids,
+                &gen_opts,
+                &opts.stop_strings,
+                &mut |_| Flow::Continue,
+            )?;
             timing.0 += generation.encode_time;
             timing.1 += generation.decode_time;
             summaries.push(out.trim().to_string());
         }
-        on_progress(Progress { round, done: chunks.len(), total: chunks.len() });
+        on_progress(Progress {
+            round,
+            done: chunks.len(),
+            total: chunks.len(),
+        });
         current = summaries.join("\n\n");
     }
     Err(Error::invalid(format!(
@@ -221,7 +243,12 @@ struct StopStringFilter<'a> {
 
 impl<'a> StopStringFilter<'a> {
     fn new(stops: &'a [String]) -> Self {
-        StopStringFilter { stops, text: String::new(), emitted: 0, stopped: false }
+        StopStringFilter {
+            stops,
+            text: String::new(),
+            emitted: 0,
+            stopped: false,
+        }
     }
 
     fn push(&mut self, piece: &str, sink: &mut dyn FnMut(&str) -> Flow) -> Flow {
@@ -229,7 +256,13 @@ impl<'a> StopStringFilter<'a> {
             return Flow::Stop;
         }
         self.text.push_str(piece);
-        if let Some(at) = self.stops.iter().filter(|s| !s.is_empty()).filter_map(|s| self.text.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min()
+        {
             self.text.truncate(at);
             self.stopped = true;
             self.flush_to(self.text.len(), sink);
@@ -239,7 +272,11 @@ impl<'a> StopStringFilter<'a> {
         let hold = self
             .stops
             .iter()
-            .flat_map(|s| (1..s.len()).filter(|&n| s.is_char_boundary(n)).map(move |n| &s[..n]))
+            .flat_map(|s| {
+                (1..s.len())
+                    .filter(|&n| s.is_char_boundary(n))
+                    .map(move |n| &s[..n])
+            })
             .filter(|prefix| self.text.ends_with(prefix))
             .map(|p| p.len())
             .max()
@@ -283,17 +320,36 @@ impl<'a> Prompt<'a> {
             if !template.contains("{text}") {
                 return Err(Error::invalid("--prompt-template must contain {text}"));
             }
-            (template.replace("{instruction}", &instruction).replace("{text}", SLOT), true, tokenizer.add_bos_token())
+            (
+                template
+                    .replace("{instruction}", &instruction)
+                    .replace("{text}", SLOT),
+                true,
+                tokenizer.add_bos_token(),
+            )
         } else if let Some(chat) = file.opt_str("tokenizer.chat_template")? {
             let content = format!("{instruction}\n\n{SLOT}");
-            (render_chat_template(chat, tokenizer, &content)?, true, false)
+            (
+                render_chat_template(chat, tokenizer, &content)?,
+                true,
+                false,
+            )
         } else {
-            (format!("{instruction}\n\n{SLOT}\n\nSummary:"), false, tokenizer.add_bos_token())
+            (
+                format!("{instruction}\n\n{SLOT}\n\nSummary:"),
+                false,
+                tokenizer.add_bos_token(),
+            )
         };
         let (before, after) = rendered
             .split_once(SLOT)
             .ok_or_else(|| Error::invalid("the prompt template dropped the document"))?;
-        Ok(Prompt { tokenizer, parts: (before.to_string(), after.to_string()), special, add_bos })
+        Ok(Prompt {
+            tokenizer,
+            parts: (before.to_string(), after.to_string()),
+            special,
+            add_bos,
+        })
     }
 
     /// Encoder ids: template text with control tokens recognized, the document without (so a
@@ -304,7 +360,10 @@ impl<'a> Prompt<'a> {
         if self.add_bos {
             ids.extend(tok.bos());
         }
-        let template = EncodeOptions { special: self.special, ..Default::default() };
+        let template = EncodeOptions {
+            special: self.special,
+            ..Default::default()
+        };
         ids.extend(tok.encode(&self.parts.0, template));
         ids.extend(tok.encode(document, EncodeOptions::default()));
         ids.extend(tok.encode(&self.parts.1, template));
@@ -317,12 +376,22 @@ impl<'a> Prompt<'a> {
 
 fn render_chat_template(template: &str, tokenizer: &Tokenizer, content: &str) -> Result<String> {
     let mut env = minijinja::Environment::new();
-    env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-    });
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
     let bad = |e: minijinja::Error| Error::metadata("tokenizer.chat_template", e.to_string());
     env.add_template("chat", template).map_err(bad)?;
-    let piece = |id: Option<u32>| id.and_then(|i| tokenizer.token_piece(i)).unwrap_or("").to_string();
+    let piece = |id: Option<u32>| {
+        id.and_then(|i| tokenizer.token_piece(i))
+            .unwrap_or("")
+            .to_string()
+    };
     env.get_template("chat")
         .map_err(bad)?
         .render(minijinja::context! {
@@ -358,7 +427,11 @@ pub fn split_into_chunks(tokenizer: &Tokenizer, text: &str, budget: usize) -> Ve
     let mut chunks = Vec::new();
     let mut current = String::new();
     for piece in pieces {
-        let candidate = if current.is_empty() { piece.clone() } else { format!("{current}\n\n{piece}") };
+        let candidate = if current.is_empty() {
+            piece.clone()
+        } else {
+            format!("{current}\n\n{piece}")
+        };
         if !current.is_empty() && count(&candidate) > budget {
             chunks.push(std::mem::replace(&mut current, piece));
         } else {
@@ -395,7 +468,11 @@ fn split_sentences(text: &str) -> Vec<&str> {
 fn split_by_tokens(tokenizer: &Tokenizer, text: &str, budget: usize) -> Vec<String> {
     let ids = tokenizer.encode(text, EncodeOptions::default());
     ids.chunks(budget.max(1))
-        .map(|chunk| tokenizer.decode(chunk, DecodeOptions::default()).unwrap_or_default())
+        .map(|chunk| {
+            tokenizer
+                .decode(chunk, DecodeOptions::default())
+                .unwrap_or_default()
+        })
         .collect()
 }
 
@@ -405,7 +482,10 @@ mod tests {
 
     #[test]
     fn sentences_split_at_terminal_punctuation() {
-        assert_eq!(split_sentences("A b. C d? E 3.5 f! G"), vec!["A b.", " C d?", " E 3.5 f!", " G"]);
+        assert_eq!(
+            split_sentences("A b. C d? E 3.5 f! G"),
+            vec!["A b.", " C d?", " E 3.5 f!", " G"]
+        );
     }
 
     #[test]

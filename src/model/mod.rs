@@ -12,6 +12,7 @@ pub use config::{Family, LayerKind, ModelConfig, RopeParams, StackConfig};
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, GgufFile};
+use crate::tokenizer::Tokenizer;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use std::sync::Arc;
 pub struct Model {
     file: GgufFile,
     config: ModelConfig,
+    /// Rebuilt from the file's tokenizer metadata; `None` for ids-only files.
+    tokenizer: Option<Tokenizer>,
     weights: FamilyWeights,
     cross_kv_computations: AtomicUsize,
 }
@@ -147,9 +150,27 @@ impl Model {
             Family::T5Gemma => FamilyWeights::T5Gemma(t5gemma::Weights::load(&file, &config)?),
             Family::T5Gemma2 => FamilyWeights::T5Gemma2(t5gemma2::Weights::load(&file, &config)?),
         };
+        let tokenizer = match file.get("tokenizer.ggml.tokens") {
+            Some(_) => {
+                let tokenizer = Tokenizer::from_gguf(&file)?;
+                if tokenizer.vocab_size() > config.vocab_size {
+                    return Err(Error::metadata(
+                        "tokenizer.ggml.tokens",
+                        format!(
+                            "{} pieces for an embedding of {} rows",
+                            tokenizer.vocab_size(),
+                            config.vocab_size
+                        ),
+                    ));
+                }
+                Some(tokenizer)
+            }
+            None => None,
+        };
         Ok(Model {
             file,
             config,
+            tokenizer,
             weights,
             cross_kv_computations: AtomicUsize::new(0),
         })
@@ -158,6 +179,21 @@ impl Model {
     /// Hyperparameters.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// The tokenizer stored in the file, if it has one.
+    pub fn tokenizer(&self) -> Option<&Tokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    /// The tokenizer, or an error saying the file was converted without one.
+    pub fn require_tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            Error::invalid(format!(
+                "{} has no tokenizer (it was converted without tokenizer.model); pass token ids instead",
+                self.file.path().display()
+            ))
+        })
     }
 
     /// The underlying file (metadata, tokenizer keys, tensor list).
