@@ -21,14 +21,11 @@ import copy
 import io
 import json
 import math
-import os
 import random
 import re
-import shutil
 import sys
 import tempfile
 import time
-import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +40,6 @@ from transformers import (
     T5GemmaForConditionalGeneration,
 )
 
-import gguf
 from gguf import GGMLQuantizationType
 from gguf.quants import dequantize, quantize
 import sentencepiece as spm
@@ -433,10 +429,6 @@ def write_tokenizer_files(model_dir: Path, proto: bytes) -> int:
     return eot
 
 
-def eot_id(proto: bytes) -> int:
-    return spm.SentencePieceProcessor(model_proto=proto).piece_to_id("<end_of_turn>")
-
-
 # --------------------------------------------------------------------------------------------
 # Model configs
 
@@ -707,7 +699,8 @@ def greedy_margin(model, input_ids, out) -> float:
 def make_greedy(rng: np.random.Generator, model, eos_ids, dec_w) -> tuple[list[dict], dict]:
     """Three greedy inputs, picked deterministically from random candidates so that the outputs
     are as varied as possible (random tied-embedding models like to repeat one token), the third
-    one stopping on an eos if any candidate does, and every step's top-1/top-2 gap >= 1e-3."""
+    one stopping on an eos if any candidate does, and every step's top-1/top-2 gap >= 5e-3
+    (else the best of 12 candidates, and never below 1e-3)."""
     max_new = 16
     assert max_new > dec_w
     res = []
@@ -733,15 +726,17 @@ def make_greedy(rng: np.random.Generator, model, eos_ids, dec_w) -> tuple[list[d
             if slot == 2 and any(k[0] for k, _ in scored):
                 break
         scored.sort(key=lambda t: t[0], reverse=True)
-        chosen = None
+        best = None
         for _, ids in scored[:12]:
             out = greedy(model, ids, max_new, eos_ids)
             margin = greedy_margin(model, ids, out)
-            if margin >= 1e-3:
-                chosen = (ids, out, margin)
+            if best is None or margin > best[2]:
+                best = (ids, out, margin)
+            if margin >= 5e-3:
+                best = (ids, out, margin)
                 break
-        assert chosen is not None, "no greedy candidate with a safe top-1 margin"
-        ids, out, margin = chosen
+        ids, out, margin = best
+        assert margin >= 1e-3, f"no greedy candidate with a safe top-1 margin ({margin})"
         info["min_margin"] = min(info["min_margin"], margin)
         if slot == 2:
             info["eos_hit"] = out[-1] in eos_ids
@@ -811,6 +806,10 @@ def tensor_listing(model_dir: Path) -> list[tuple[str, list[int], str]]:
     return sorted(out)
 
 
+GENERATED_FILES = {"config.json", "generation_config.json", "model.safetensors.index.json", "reference.json",
+                   "tokenizer.model", "tokenizer_config.json"}
+
+
 def build_model(name: str, spec: dict, seed: int, model_dir: Path, tok_proto: bytes | None):
     family = spec["family"]
     cfg = spec["config"]()
@@ -821,9 +820,11 @@ def build_model(name: str, spec: dict, seed: int, model_dir: Path, tok_proto: by
     gen = torch.Generator().manual_seed(seed)
     randomize_weights(model, gen, spec["linear_std"], spec["embed_std"])
 
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    model_dir.mkdir(parents=True)
+    # remove only what this script writes (others may keep e.g. converted .gguf files here)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for f in model_dir.iterdir():
+        if f.is_file() and (f.suffix == ".safetensors" or f.name in GENERATED_FILES):
+            f.unlink()
     if spec.get("sharded"):
         with torch.no_grad():  # the f32 model whose weights are exactly the bf16 values on disk
             for p in model.parameters():
@@ -1062,6 +1063,10 @@ def write_readme(out: Path, seed: int, stats: dict, eoi_diff: float | None, tok_
     A("the `long` case and nothing else; the eoi replacement changes t5gemma2_tiny's outputs; torch's and")
     A("gguf's bf16 rounding agree.")
     A("")
+    A("`tools/check_reference_numpy.py [DIR]` re-derives every `cases`, `alt_window`, `q4_0` and `greedy`")
+    A("entry with an independent float64 numpy implementation of shared/reference/T5GEMMA_ARCHITECTURE.md")
+    A("(no transformers): it agrees with these files to ~5e-5.")
+    A("")
     A("## Models")
     A("")
     A("All: vocab 512, float32 (except `t5gemma_sharded`: bfloat16 on disk), `gelu_pytorch_tanh`,")
@@ -1088,15 +1093,20 @@ def write_readme(out: Path, seed: int, stats: dict, eoi_diff: float | None, tok_
     A("")
     A("### Measured magnitudes (this run)")
     A("")
-    A("| model | max abs logit before final cap | max abs logit (reference) | max abs encoder state | q4_0 top-1 agreement | q4_0 max abs logit diff | greedy outputs (third one searched to end on eos) |")
-    A("|---|---|---|---|---|---|---|")
+    A("| model | max abs logit before final cap | max abs logit (reference) | max abs encoder state | q4_0 top-1 agreement | q4_0 max abs logit diff | smallest greedy top-1 margin | greedy outputs (third one searched to end on eos) |")
+    A("|---|---|---|---|---|---|---|---|")
     for name in MODEL_NAMES:
         if name not in stats:
             continue
         s = stats[name]
         A(f"| {name} | {s['max_abs_logit_precap']:.2f} | {s['max_abs_logit']:.2f} | {s['max_abs_encoder_state']:.2f} | "
-          f"{s['q4_0_top1_agreement']:.3f} | {s['q4_0_max_abs_diff']:.3f} | "
+          f"{s['q4_0_top1_agreement']:.3f} | {s['q4_0_max_abs_diff']:.3f} | {s['greedy_min_margin']:.4f} | "
           + "; ".join(",".join(str(t) for t in o) for o in s["greedy_outputs"]) + " |")
+    A("")
+    A("q4_0 top-1 agreement is low because these random models have flat logits (many near-ties);")
+    A("compare a q4_0 runtime against the `q4_0` block, not against the f32 logits. Greedy inputs were")
+    A("chosen so that every step's top-1/top-2 gap is >= 5e-3 where possible, never below 1e-3 (column")
+    A("above), so a runtime accurate to a few 1e-4 reproduces them.")
     A("")
     for name in ("t5gemma_balanced", "t5gemma_unbalanced"):
         if name in stats and "alt_window_long_max_diff" in stats[name]:
