@@ -3,7 +3,7 @@
 //! paragraph and sentence boundaries, then summarize the summaries).
 
 use crate::error::{Error, Result};
-use crate::generate::{self, Flow, GenerateOptions, Generation, StopReason};
+use crate::generate::{self, Flow, GenerateOptions, Generation, StopReason, StopStrings};
 use crate::model::Model;
 use crate::tokenizer::{DecodeOptions, EncodeOptions, Tokenizer};
 use std::time::Duration;
@@ -86,6 +86,7 @@ pub struct Progress {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Summary {
     /// The summary text.
+    #[serde(rename = "summary")]
     pub text: String,
     /// Tokens of the document.
     pub input_tokens: usize,
@@ -206,11 +207,28 @@ fn run(
     on_piece: &mut dyn FnMut(&str) -> Flow,
 ) -> Result<(String, Generation)> {
     let mut decoder = tokenizer.stream_decoder(DecodeOptions::default());
-    let mut stream = StopStringFilter::new(stop_strings);
+    let mut stops = StopStrings::new(stop_strings);
+    let mut text = String::new();
     let mut failure = None;
+    let mut emit = |piece: String, text: &mut String| -> Flow {
+        text.push_str(&piece);
+        if piece.is_empty() {
+            Flow::Continue
+        } else {
+            on_piece(&piece)
+        }
+    };
     let mut on_token = |id: u32| -> Flow {
         match decoder.push(id) {
-            Ok(piece) => stream.push(&piece, on_piece),
+            Ok(piece) => {
+                let (ready, flow) = stops.push(&piece);
+                let sink = emit(ready, &mut text);
+                if flow == Flow::Stop || sink == Flow::Stop {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
+            }
             Err(e) => {
                 failure = Some(e);
                 Flow::Stop
@@ -221,82 +239,14 @@ fn run(
     if let Some(e) = failure {
         return Err(e);
     }
-    let stopped_by_string = stream.stopped;
-    if !stopped_by_string {
-        let tail = decoder.finish();
-        stream.push(&tail, on_piece);
-    }
-    stream.finish(on_piece);
-    if stream.stopped {
+    if stops.stopped() {
         generation.stop = StopReason::Callback;
+    } else {
+        let (ready, _) = stops.push(&decoder.finish());
+        emit(ready, &mut text);
+        emit(stops.finish(), &mut text);
     }
-    Ok((stream.text, generation))
-}
-
-/// Streams text while holding back anything that could still become a stop string.
-struct StopStringFilter<'a> {
-    stops: &'a [String],
-    text: String,
-    emitted: usize,
-    stopped: bool,
-}
-
-impl<'a> StopStringFilter<'a> {
-    fn new(stops: &'a [String]) -> Self {
-        StopStringFilter {
-            stops,
-            text: String::new(),
-            emitted: 0,
-            stopped: false,
-        }
-    }
-
-    fn push(&mut self, piece: &str, sink: &mut dyn FnMut(&str) -> Flow) -> Flow {
-        if self.stopped {
-            return Flow::Stop;
-        }
-        self.text.push_str(piece);
-        if let Some(at) = self
-            .stops
-            .iter()
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| self.text.find(s.as_str()))
-            .min()
-        {
-            self.text.truncate(at);
-            self.stopped = true;
-            self.flush_to(self.text.len(), sink);
-            return Flow::Stop;
-        }
-        // Hold back the longest suffix that is a prefix of some stop string.
-        let hold = self
-            .stops
-            .iter()
-            .flat_map(|s| {
-                (1..s.len())
-                    .filter(|&n| s.is_char_boundary(n))
-                    .map(move |n| &s[..n])
-            })
-            .filter(|prefix| self.text.ends_with(prefix))
-            .map(|p| p.len())
-            .max()
-            .unwrap_or(0);
-        self.flush_to(self.text.len() - hold, sink)
-    }
-
-    fn flush_to(&mut self, end: usize, sink: &mut dyn FnMut(&str) -> Flow) -> Flow {
-        if end <= self.emitted {
-            return Flow::Continue;
-        }
-        let flow = sink(&self.text[self.emitted..end]);
-        self.emitted = end;
-        flow
-    }
-
-    fn finish(&mut self, sink: &mut dyn FnMut(&str) -> Flow) {
-        let end = self.text.len();
-        self.flush_to(end, sink);
-    }
+    Ok((text, generation))
 }
 
 /// Builds encoder inputs around a piece of document text.
@@ -486,22 +436,5 @@ mod tests {
             split_sentences("A b. C d? E 3.5 f! G"),
             vec!["A b.", " C d?", " E 3.5 f!", " G"]
         );
-    }
-
-    #[test]
-    fn stop_strings_cut_and_hold_back() {
-        let stops = vec!["END".to_string()];
-        let mut filter = StopStringFilter::new(&stops);
-        let mut out = String::new();
-        let mut sink = |s: &str| {
-            out.push_str(s);
-            Flow::Continue
-        };
-        assert_eq!(filter.push("hello E", &mut sink), Flow::Continue);
-        assert_eq!(filter.push("N", &mut sink), Flow::Continue);
-        assert_eq!(filter.push("D more", &mut sink), Flow::Stop);
-        filter.finish(&mut sink);
-        assert_eq!(out, "hello ");
-        assert_eq!(filter.text, "hello ");
     }
 }

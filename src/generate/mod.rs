@@ -6,8 +6,10 @@
 
 mod beam;
 mod sampling;
+mod stop;
 
 pub use sampling::SamplingParams;
+pub use stop::StopStrings;
 
 use crate::error::{Error, Result};
 use crate::model::{DecoderState, Model};

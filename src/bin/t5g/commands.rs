@@ -1,11 +1,13 @@
 //! One function per subcommand.
 
+use crate::gen_flags::GenerationFlags;
 use crate::CliError;
 use clap::{Args, Subcommand};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
-use t5g::generate::{self, Flow};
+use t5g::generate::{self, Flow, StopStrings};
 use t5g::model::Model;
+use t5g::tokenizer::{DecodeOptions, EncodeOptions};
 
 /// The subcommands.
 #[derive(Subcommand)]
@@ -14,8 +16,12 @@ pub enum Command {
     Convert(crate::convert_cmd::ConvertArgs),
     /// Show a model file's architecture, sizes, weight types and tokenizer.
     Info(InfoArgs),
-    /// Generate from an input (greedy).
+    /// Generate from text or token ids (greedy, sampling or beam search).
     Generate(GenerateArgs),
+    /// Summarize a document (file, stdin, or a JSON-lines batch).
+    Summarize(crate::summarize_cmd::SummarizeArgs),
+    /// Tokenize standard input.
+    Tokenize(TokenizeArgs),
     /// Print encoder states and teacher-forced logits as JSON.
     Logits(LogitsArgs),
 }
@@ -26,39 +32,61 @@ pub struct InfoArgs {
     model: PathBuf,
 }
 
-#[derive(Args)]
+#[derive(Args, Debug)]
 pub struct ThreadArgs {
     /// Worker threads (default: all cores).
     #[arg(short = 't', long)]
-    threads: Option<usize>,
+    pub threads: Option<usize>,
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["prompt", "input_ids"])))]
 pub struct GenerateArgs {
-    /// The model file.
+    /// The model file (or a pulled model name).
     #[arg(short = 'm', long)]
-    model: PathBuf,
+    model: String,
+    /// Encoder input as text (needs a model with a tokenizer).
+    #[arg(short = 'p', long)]
+    prompt: Option<String>,
     /// Encoder input as comma-separated token ids.
     #[arg(long, value_name = "IDS")]
-    input_ids: String,
+    input_ids: Option<String>,
+    /// Recognize control tokens (`<start_of_turn>`, ...) written in the prompt.
+    #[arg(long)]
+    special: bool,
     /// Most tokens to generate.
     #[arg(short = 'n', long, default_value_t = 64)]
     max_new_tokens: usize,
-    /// Greedy decoding (the default).
-    #[arg(long)]
-    greedy: bool,
-    /// Print the generated ids, comma-separated, on one line.
+    /// Print the generated ids, comma-separated, on one line (instead of text).
     #[arg(long)]
     ids: bool,
+    #[command(flatten)]
+    gen: GenerationFlags,
     #[command(flatten)]
     threads: ThreadArgs,
 }
 
 #[derive(Args)]
-pub struct LogitsArgs {
-    /// The model file.
+pub struct TokenizeArgs {
+    /// The model file (or a pulled model name).
     #[arg(short = 'm', long)]
-    model: PathBuf,
+    model: String,
+    /// Recognize control tokens written in the text.
+    #[arg(long)]
+    special: bool,
+    /// Print ids comma-separated on one line (default: one `id<TAB>piece` per line).
+    #[arg(long)]
+    ids: bool,
+    /// Put the BOS id first.
+    #[arg(long)]
+    bos: bool,
+}
+
+#[derive(Args)]
+pub struct LogitsArgs {
+    /// The model file (or a pulled model name).
+    #[arg(short = 'm', long)]
+    model: String,
     /// Encoder input as comma-separated token ids.
     #[arg(long, value_name = "IDS")]
     input_ids: String,
@@ -78,14 +106,19 @@ pub fn run(command: Command) -> Result<(), CliError> {
         Command::Convert(a) => Ok(crate::convert_cmd::run(a)?),
         Command::Info(a) => info(a),
         Command::Generate(a) => generate(a),
+        Command::Summarize(a) => crate::summarize_cmd::run(a),
+        Command::Tokenize(a) => tokenize(a),
         Command::Logits(a) => logits(a),
     }
 }
 
-/// Upper bound on `-n`: far beyond any context, small enough that caches stay allocatable.
-const MAX_NEW_TOKENS: usize = 1 << 16;
+/// The path of a model argument.
+pub fn model_path(arg: &str) -> Result<PathBuf, CliError> {
+    Ok(PathBuf::from(arg))
+}
 
-fn set_threads(t: &ThreadArgs) -> Result<(), CliError> {
+/// Applies `-t` to the global thread pool.
+pub fn set_threads(t: &ThreadArgs) -> Result<(), CliError> {
     if let Some(n) = t.threads {
         if n == 0 || n > 1024 {
             return Err(CliError::Usage(format!(
@@ -227,31 +260,97 @@ fn info(a: InfoArgs) -> Result<(), CliError> {
 
 fn generate(a: GenerateArgs) -> Result<(), CliError> {
     set_threads(&a.threads)?;
-    let input = parse_ids("--input-ids", &a.input_ids)?;
-    if a.max_new_tokens == 0 || a.max_new_tokens > MAX_NEW_TOKENS {
-        return Err(CliError::Usage(format!(
-            "-n must be between 1 and {MAX_NEW_TOKENS}, got {}",
-            a.max_new_tokens
-        )));
-    }
-    let model = Model::load(&a.model)?;
+    let opts = a.gen.options(a.max_new_tokens)?;
+    let explicit_ids = a
+        .input_ids
+        .as_deref()
+        .map(|s| parse_ids("--input-ids", s))
+        .transpose()?;
+    let model = Model::load(model_path(&a.model)?)?;
+    let input = match (explicit_ids, &a.prompt) {
+        (Some(ids), _) => ids,
+        (None, Some(text)) => {
+            let tok = model.require_tokenizer()?;
+            let ids = tok.encode(
+                text,
+                EncodeOptions {
+                    add_bos: tok.add_bos_token(),
+                    special: a.special,
+                    ..Default::default()
+                },
+            );
+            if ids.is_empty() {
+                return Err(CliError::Usage("-p: the prompt is empty".into()));
+            }
+            ids
+        }
+        (None, None) => unreachable!("clap requires -p or --input-ids"),
+    };
+    // Text output needs a tokenizer; ids-only files print ids.
+    let tokenizer = if a.ids { None } else { model.tokenizer() };
+    let mut decoder = tokenizer.map(|t| t.stream_decoder(DecodeOptions::default()));
+    let mut stop = StopStrings::new(&a.gen.stop);
     let stdout = std::io::stdout();
     let mut first = true;
+    let mut failure = None;
     let mut on_token = |id: u32| {
-        if a.ids {
-            let mut out = stdout.lock();
-            let _ = write!(out, "{}{id}", if first { "" } else { "," });
-            let _ = out.flush();
-            first = false;
+        let mut out = stdout.lock();
+        match &mut decoder {
+            Some(d) => match d.push(id) {
+                Ok(piece) => {
+                    let (emit, flow) = stop.push(&piece);
+                    let _ = out.write_all(emit.as_bytes());
+                    let _ = out.flush();
+                    return flow;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    return Flow::Stop;
+                }
+            },
+            None => {
+                let _ = write!(out, "{}{id}", if first { "" } else { "," });
+                let _ = out.flush();
+                first = false;
+            }
         }
         Flow::Continue
     };
-    let result = generate::greedy(&model, &input, a.max_new_tokens, &mut on_token)?;
+    generate::generate(&model, &input, &opts, &mut on_token)?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    if let Some(d) = &mut decoder {
+        let (emit, _) = stop.push(&d.finish());
+        print!("{emit}{}", stop.finish());
+    }
+    println!();
+    Ok(())
+}
+
+fn tokenize(a: TokenizeArgs) -> Result<(), CliError> {
+    let model = Model::load(model_path(&a.model)?)?;
+    let tok = model.require_tokenizer()?;
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| CliError::Runtime(format!("<stdin>: {e}")))?;
+    let ids = tok.encode(
+        &text,
+        EncodeOptions {
+            add_bos: a.bos,
+            special: a.special,
+            ..Default::default()
+        },
+    );
+    let mut out = std::io::stdout().lock();
     if a.ids {
-        println!();
+        let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        let _ = writeln!(out, "{}", list.join(","));
     } else {
-        let ids: Vec<String> = result.ids.iter().map(|i| i.to_string()).collect();
-        println!("{}", ids.join(","));
+        for id in ids {
+            let _ = writeln!(out, "{id}\t{}", tok.token_piece(id).unwrap_or("?"));
+        }
     }
     Ok(())
 }
@@ -260,7 +359,7 @@ fn logits(a: LogitsArgs) -> Result<(), CliError> {
     set_threads(&a.threads)?;
     let input = parse_ids("--input-ids", &a.input_ids)?;
     let decoder = parse_ids("--decoder-ids", &a.decoder_ids)?;
-    let model = Model::load(&a.model)?;
+    let model = Model::load(model_path(&a.model)?)?;
     let encoded = model.encode(&input)?;
     let mut state = model.start_decoder(&encoded)?;
     let logits = model.decode(&mut state, &decoder)?;

@@ -2,6 +2,8 @@
 
 mod commands;
 mod convert_cmd;
+mod gen_flags;
+mod summarize_cmd;
 
 use clap::Parser;
 use std::process::ExitCode;
