@@ -6,6 +6,8 @@
 
 #![warn(missing_docs)]
 
+#[allow(non_camel_case_types)]
+pub mod capi;
 pub mod convert;
 pub mod error;
 pub mod generate;
@@ -14,7 +16,15 @@ pub mod kernels;
 pub mod model;
 pub mod ops;
 pub mod quant;
+pub mod session;
 pub mod summarize;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
+pub use generate::{
+    BeamParams, Flow, GenerateOptions, Generation, SamplingParams, StopReason, Strategy,
+};
+pub use model::Model;
+pub use session::{CancelToken, Session};
+pub use summarize::{Progress, SummarizeOptions, Summary, SummaryLength};
+pub use tokenizer::Tokenizer;

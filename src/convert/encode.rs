@@ -37,7 +37,7 @@ pub fn write_tensor(
         })
         .ok_or_else(|| Error::tensor(name, format!("cannot write rows of {row_len} as {ty}")))?;
     let in_row = row_len * in_size;
-    if row_len == 0 || src.len() % in_row != 0 {
+    if row_len == 0 || !src.len().is_multiple_of(in_row) {
         return Err(Error::tensor(name, "data is not a whole number of rows"));
     }
     let rows_per_group = (GROUP_ELEMENTS / row_len).max(1);

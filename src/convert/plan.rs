@@ -46,7 +46,7 @@ pub fn choose_type(ty: GgmlType, shape: &[usize]) -> GgmlType {
     }
     let row = shape[shape.len() - 1];
     match ty {
-        GgmlType::Q8_0 | GgmlType::Q4_0 if row % ty.block_len() != 0 => GgmlType::F16,
+        GgmlType::Q8_0 | GgmlType::Q4_0 if !row.is_multiple_of(ty.block_len()) => GgmlType::F16,
         other => other,
     }
 }

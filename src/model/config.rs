@@ -173,7 +173,7 @@ impl StackConfig {
                 return bad(k, format!("implausible value {v}"));
             }
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(
                 "attention.head_count_kv",
                 format!(
@@ -182,7 +182,7 @@ impl StackConfig {
                 ),
             );
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return bad(
                 "attention.key_length",
                 format!("head_dim {} is odd (RoPE needs pairs)", self.head_dim),

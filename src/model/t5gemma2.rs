@@ -168,7 +168,7 @@ pub(crate) fn encode(
     let e = &cfg.encoder;
     let n = ids.len();
     let mut x = embed(file, cfg, w, ids)?;
-    let left = (e.sliding_window + 1) / 2 - 1;
+    let left = e.sliding_window.div_ceil(2) - 1;
     let right = e.sliding_window / 2;
     for layer in &w.enc_layers {
         let h = layer.pre_attn.applied(file, &x);

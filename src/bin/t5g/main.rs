@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         );
     }));
     let outcome = std::panic::catch_unwind(|| commands::run(cli.command));
-    let outcome = outcome.unwrap_or_else(|_| Err(CliError::Panicked));
+    let outcome = outcome.unwrap_or(Err(CliError::Panicked));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Panicked) => ExitCode::from(1),
