@@ -231,4 +231,36 @@ mod tests {
         assert_eq!(f32_to_bf16(f32::from_bits(0x3f81_8000)).to_bits(), 0x3f82);
         assert!(f32_to_bf16(f32::NAN).to_f32().is_nan());
     }
+
+    #[test]
+    fn scale_validation_reads_each_formats_scale_position() {
+        use crate::gguf::TensorView;
+        let nan = 0x7e00u16.to_le_bytes();
+        let check = |ty: GgmlType, data: &[u8]| {
+            let shape = [ty.block_len() * (data.len() / ty.block_bytes())];
+            validate_quantized_scales(&TensorView {
+                name: "t",
+                ty,
+                shape: &shape,
+                data,
+            })
+        };
+        // Q6_K keeps its f16 d at the end of the block; byte 0 is a quant, not a scale.
+        let mut q6 = vec![0u8; 2 * 210];
+        q6[210..212].copy_from_slice(&nan);
+        check(GgmlType::Q6K, &q6).unwrap();
+        q6[210 + 208..210 + 210].copy_from_slice(&nan);
+        let msg = check(GgmlType::Q6K, &q6).unwrap_err().to_string();
+        assert!(msg.contains("block 1"), "{msg}");
+        // Q4_K has two scales, d and dmin.
+        let mut q4k = vec![0u8; 144];
+        q4k[2..4].copy_from_slice(&nan);
+        assert!(check(GgmlType::Q4K, &q4k).is_err());
+        // A view at an odd address: scales are read bytewise, never through an aligned cast.
+        let mut buf = [0u8; 2 + 34];
+        let odd = 1 - buf.as_ptr() as usize % 2;
+        buf[odd + 1] = 0x7c;
+        assert!(check(GgmlType::Q8_0, &buf[odd..odd + 34]).is_err());
+        check(GgmlType::F32, &[0xff; 8]).unwrap();
+    }
 }

@@ -2,6 +2,8 @@
 //! bytes of a key or tensor info inside a written file so a test can corrupt exactly them.
 #![allow(dead_code)]
 
+pub mod exercise;
+
 use t5g::gguf::{GgmlType, GgufWriter, MetaValue, ValueType};
 
 /// A [`GgufWriter`] that remembers each declared tensor's size so it can fill the data itself.
@@ -130,7 +132,7 @@ pub fn larger_file() -> Vec<u8> {
     );
     w.add_metadata(
         "tokenizer.ggml.token_type",
-        MetaValue::i32_array((0..n).map(|i| 1 + (i % 6) as i32)),
+        MetaValue::i32_array((0..n).map(|i| 1 + i % 6)),
     );
     w.add_metadata("t5gemma.encoder.block_count", MetaValue::U32(2));
     for (i, ty) in [
