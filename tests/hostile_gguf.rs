@@ -177,6 +177,21 @@ fn truncation_at_every_byte_is_an_error() {
 }
 
 #[test]
+fn a_file_without_tensors_may_end_unpadded() {
+    let full = Builder::new().bytes();
+    let end = kv_at(&full, "general.alignment").value + 4;
+    assert!(end < full.len(), "the writer pads the header");
+    assert!(GgufFile::from_bytes(&full[..end])
+        .unwrap()
+        .tensors()
+        .is_empty());
+    expect_err(
+        &full[..end - 1],
+        &["metadata `general.alignment`", "truncated"],
+    );
+}
+
+#[test]
 fn truncation_inside_a_value_names_the_key() {
     let full = all_types_file();
     for key in ["v.string", "v.strings", "v.nested", "v.u64", "v.f64"] {

@@ -553,6 +553,9 @@ impl GgufFile {
     }
 
     /// Raw bytes of a validated range (as stored in a [`TensorInfo`]).
+    ///
+    /// # Panics
+    /// If `range` is not inside the file; ranges from this file's [`TensorInfo`]s always are.
     pub fn bytes(&self, range: Range<usize>) -> &[u8] {
         &self.storage.bytes()[range]
     }
