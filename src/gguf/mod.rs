@@ -7,7 +7,10 @@
 mod reader;
 mod writer;
 
-pub use reader::{GgufFile, TensorInfo, TensorView};
+pub use reader::{
+    GgufFile, TensorInfo, TensorView, HEADER_MEMORY_LIMIT, MAX_ALIGNMENT, MAX_ARRAY_DEPTH,
+    MAX_KEYS, MAX_TENSORS,
+};
 pub use writer::GgufWriter;
 
 use std::fmt;

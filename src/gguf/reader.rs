@@ -1,21 +1,68 @@
 //! Bounds-checked GGUF reader over a memory map (or an owned buffer).
+//!
+//! GGUF files are downloaded from strangers, so every count, length, offset, shape and type id
+//! in one is checked against the bytes actually present before it is used. A malformed file
+//! ends in an [`Error::Format`] naming the key or tensor at fault, never in a panic, and parsing
+//! one has bounded cost:
+//!
+//! - **Memory.** Tensor data is never copied (the map is viewed in place). Parsing allocates
+//!   only the metadata values and the tensor table, and every such allocation is *charged
+//!   before it is made* against [`HEADER_MEMORY_LIMIT`] (256 MiB): a [`MetaValue`] costs
+//!   `size_of::<MetaValue>()` (32) bytes plus its string bytes, a key or tensor entry a fixed
+//!   overhead plus twice its name (it is also the index key). Every value takes at least one
+//!   byte of the file, so a file of `n` bytes makes us allocate at most about `min(32·n,
+//!   256 MiB)`: the 32× amplification of `u8`/`bool` arrays is accepted because the absolute
+//!   cap bounds it, and the cap is ~8× the largest real header (a 262 144-entry Gemma 3
+//!   vocabulary with scores and token types needs about 30 MiB). An array's element count is
+//!   checked against the bytes left at its element type's smallest encoding (1 byte for
+//!   `u8`, 8 for a string, 12 for an array...) *before* its `Vec` is reserved, so a lying count
+//!   fails before it costs anything.
+//! - **Counts.** At most [`MAX_TENSORS`] tensors and [`MAX_KEYS`] metadata keys; tables are
+//!   reserved only as large as the bytes present could fill at the entries' smallest
+//!   encodings, so a lying count runs into the end of the file naming the entry it was on.
+//! - **Stack.** Arrays nest at most [`MAX_ARRAY_DEPTH`] deep, the only recursion.
+//! - **Time.** Linear in the file size: every value, key and tensor entry consumes at least
+//!   one byte and is looked at once; the overlap check sorts the (at most 65 536) tensors;
+//!   the indexes are `HashMap`s with std's randomly keyed SipHash, so colliding names cannot
+//!   be forced.
+//!
+//! What the reader cannot know is whether tensor *contents* are sane: a Q8_0 block may carry a
+//! NaN scale. [`crate::quant::validate_quantized_scales`] checks that, for a loader to call.
 
 use super::{GgmlType, MetaValue, ValueType, DEFAULT_ALIGNMENT, GGUF_MAGIC, MAX_DIMS};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::fs::File;
+use std::mem::size_of;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-/// Most elements one metadata array may hold (the largest real one, a 262k-entry vocabulary,
-/// is far below this); bounds the memory a hostile count can make us allocate.
-const MAX_ARRAY_LEN: u64 = 1 << 24;
-/// Most metadata values, arrays' elements included, in one file.
-const MAX_TOTAL_VALUES: u64 = 1 << 25;
-/// Deepest nesting of arrays we follow.
-const MAX_ARRAY_DEPTH: u32 = 4;
-/// Most tensors / metadata keys in one file.
-const MAX_ENTRIES: u64 = 1 << 20;
+/// Most memory, in bytes, that parsing a header (metadata values, keys, tensor table) may
+/// allocate; see the module documentation for how it is charged.
+pub const HEADER_MEMORY_LIMIT: u64 = 256 << 20;
+/// Deepest nesting of arrays we follow (an array of arrays is depth 2).
+pub const MAX_ARRAY_DEPTH: u32 = 4;
+/// Most tensors in one file (real T5Gemma / Gemma files have a few thousand at most).
+pub const MAX_TENSORS: u64 = 1 << 16;
+/// Most metadata keys in one file (real files have about a hundred).
+pub const MAX_KEYS: u64 = 1 << 16;
+/// Largest `general.alignment` accepted.
+pub const MAX_ALIGNMENT: u32 = 1 << 16;
+
+/// Smallest encoding of a key/value pair: empty key (8) + type (4) + a one-byte value.
+const MIN_KV_BYTES: u64 = 8 + 4 + 1;
+/// Smallest encoding of a tensor info: empty name (8) + n_dims (4) + one dim (8) + type (4) +
+/// offset (8).
+const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 8 + 4 + 8;
+/// Memory charged per metadata key beyond its name's bytes (charged when read) and once more
+/// for the index's copy: the `(String, MetaValue)` entry, the index's `String` and slot.
+const KEY_OVERHEAD: u64 = size_of::<(String, MetaValue)>() as u64 + size_of::<String>() as u64 + 16;
+/// Memory charged per tensor beyond its name's bytes (charged when read) and once more for
+/// the index's copy: the `TensorInfo`, its shape, the index's `String` and slot.
+const TENSOR_OVERHEAD: u64 = size_of::<TensorInfo>() as u64
+    + (MAX_DIMS * size_of::<usize>()) as u64
+    + size_of::<String>() as u64
+    + 16;
 
 /// 32 bytes with 32-byte alignment: the unit of owned buffers, so that tensor data in memory
 /// is as aligned as tensor data in a page-aligned map.
@@ -112,6 +159,11 @@ impl GgufFile {
         if meta.is_dir() {
             return Err(Error::format(path, "is a directory, not a GGUF file"));
         }
+        if !meta.is_file() {
+            // A FIFO or device has no length to check offsets against, and mapping one may
+            // block or fail in ways a regular file does not.
+            return Err(Error::format(path, "is not a regular file"));
+        }
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         if meta.len() == 0 {
             return Err(Error::format(path, "empty file, not a GGUF file"));
@@ -135,58 +187,88 @@ impl GgufFile {
             bytes,
             pos: 0,
             path: &path,
-            values: 0,
+            budget: HEADER_MEMORY_LIMIT,
         };
-        let magic = cur
-            .u32()
-            .map_err(|_| Error::format(&path, "too short to be a GGUF file"))?;
+        let fail = |msg: String| Error::format(&path, msg);
+        if bytes.len() < 4 {
+            return Err(fail(format!(
+                "truncated: {} bytes is too short to be a GGUF file",
+                bytes.len()
+            )));
+        }
+        let magic = cur.u32()?;
         if magic != GGUF_MAGIC {
-            return Err(Error::format(&path, "not a GGUF file (bad magic)"));
+            return Err(fail(format!(
+                "not a GGUF file (bad magic {:02x?}, expected \"GGUF\")",
+                magic.to_le_bytes()
+            )));
         }
-        let version = cur.u32()?;
-        if !(2..=3).contains(&version) {
-            return Err(Error::format(
-                &path,
-                format!("unsupported GGUF version {version}"),
-            ));
+        let version = cur.u32().map_err(|e| cur.context(e, "GGUF version"))?;
+        match version {
+            2 | 3 => {}
+            1 => {
+                return Err(fail(
+                    "unsupported GGUF version 1 (it predates 64-bit counts; versions 2 and 3 \
+                     are read)"
+                        .into(),
+                ))
+            }
+            v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => {
+                return Err(fail(format!(
+                    "unsupported big-endian GGUF file (version {})",
+                    v.swap_bytes()
+                )))
+            }
+            v => {
+                return Err(fail(format!(
+                    "unsupported GGUF version {v} (versions 2 and 3 are read)"
+                )))
+            }
         }
-        let n_tensors = cur.u64()?;
-        let n_kv = cur.u64()?;
-        if n_tensors > MAX_ENTRIES || n_kv > MAX_ENTRIES {
-            return Err(Error::format(
-                &path,
-                format!("implausible counts: {n_tensors} tensors, {n_kv} metadata keys"),
-            ));
+        let n_tensors = cur.u64().map_err(|e| cur.context(e, "tensor count"))?;
+        let n_kv = cur
+            .u64()
+            .map_err(|e| cur.context(e, "metadata key count"))?;
+        if n_tensors > MAX_TENSORS {
+            return Err(fail(format!(
+                "tensor count {n_tensors} is implausible (at most {MAX_TENSORS} are read)"
+            )));
         }
-        let mut metadata = Vec::with_capacity(n_kv.min(1024) as usize);
-        let mut meta_index = HashMap::new();
+        if n_kv > MAX_KEYS {
+            return Err(fail(format!(
+                "metadata key count {n_kv} is implausible (at most {MAX_KEYS} are read)"
+            )));
+        }
+        // Reserve only what the bytes present could hold: a count that lies runs into the end
+        // of the file below, with an error naming the entry it was reading.
+        let kv_cap = n_kv.min(cur.remaining() / MIN_KV_BYTES) as usize;
+        let mut metadata = Vec::with_capacity(kv_cap);
+        let mut meta_index = HashMap::with_capacity(kv_cap);
         for i in 0..n_kv {
             let key = cur
                 .string()
                 .map_err(|e| cur.context(e, &format!("metadata key #{i}")))?;
-            let ty = cur.u32()?;
+            cur.charge(KEY_OVERHEAD + key.len() as u64)
+                .map_err(|e| cur.context(e, &format!("metadata `{key}`")))?;
             let value = cur
-                .value(ty, 0)
+                .u32()
+                .and_then(|ty| cur.value(ty, 0))
                 .map_err(|e| cur.context(e, &format!("metadata `{key}`")))?;
             if meta_index.insert(key.clone(), metadata.len()).is_some() {
-                return Err(Error::format(
-                    &path,
-                    format!("duplicate metadata key `{key}`"),
-                ));
+                return Err(fail(format!("duplicate metadata key `{key}`")));
             }
             metadata.push((key, value));
         }
-        let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
+        let alignment = match meta_index.get("general.alignment").map(|&i| &metadata[i].1) {
             None => DEFAULT_ALIGNMENT,
-            Some((_, v)) => match v {
-                MetaValue::U32(a) if a.is_power_of_two() && *a <= 1 << 16 => *a as usize,
-                other => {
-                    return Err(Error::format(
-                        &path,
-                        format!("general.alignment must be a u32 power of two, found {other}"),
-                    ))
-                }
-            },
+            Some(MetaValue::U32(a)) if a.is_power_of_two() && *a <= MAX_ALIGNMENT => *a as usize,
+            Some(other) => {
+                return Err(fail(format!(
+                    "metadata `general.alignment` must be a u32 power of two no larger than \
+                     {MAX_ALIGNMENT}, found {:?} {other}",
+                    other.value_type()
+                )))
+            }
         };
 
         struct Raw {
@@ -195,55 +277,65 @@ impl GgufFile {
             ty: GgmlType,
             offset: u64,
         }
-        let mut raws = Vec::with_capacity(n_tensors.min(1 << 16) as usize);
+        let mut raws =
+            Vec::with_capacity(n_tensors.min(cur.remaining() / MIN_TENSOR_INFO_BYTES) as usize);
         for i in 0..n_tensors {
             let name = cur
                 .string()
                 .map_err(|e| cur.context(e, &format!("tensor #{i} name")))?;
-            let n_dims = cur.u32()? as usize;
-            if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(Error::format(
-                    &path,
-                    format!("tensor `{name}`: {n_dims} dimensions (1 to {MAX_DIMS} allowed)"),
-                ));
-            }
-            let mut shape = Vec::with_capacity(n_dims);
-            for _ in 0..n_dims {
-                let d = cur.u64()?;
-                if d == 0 || d > i64::MAX as u64 {
-                    return Err(Error::format(
-                        &path,
-                        format!("tensor `{name}`: dimension {d}"),
-                    ));
+            let raw = (|| {
+                cur.charge(TENSOR_OVERHEAD + name.len() as u64)?;
+                let n_dims = cur.u32()?;
+                if n_dims == 0 || n_dims as usize > MAX_DIMS {
+                    return Err(cur.error(format!("{n_dims} dimensions (1 to {MAX_DIMS} allowed)")));
                 }
-                shape.push(usize::try_from(d).map_err(|_| {
-                    Error::format(&path, format!("tensor `{name}`: dimension {d} too large"))
-                })?);
-            }
-            let ty = GgmlType::from_id(cur.u32()?)
-                .map_err(|m| Error::format(&path, format!("tensor `{name}`: {m}")))?;
-            let offset = cur.u64()?;
-            raws.push(Raw {
-                name,
-                shape,
-                ty,
-                offset,
-            });
+                let mut shape = Vec::with_capacity(n_dims as usize);
+                for k in 0..n_dims {
+                    let d = cur.u64()?;
+                    let d = usize::try_from(d)
+                        .ok()
+                        .filter(|&d| d != 0 && d <= i64::MAX as usize)
+                        .ok_or_else(|| {
+                            cur.error(format!("dimension {k} is {d} (must be 1 to 2^63-1)"))
+                        })?;
+                    shape.push(d);
+                }
+                let ty = GgmlType::from_id(cur.u32()?).map_err(|m| cur.error(m))?;
+                let offset = cur.u64()?;
+                Ok(Raw {
+                    name: String::new(),
+                    shape,
+                    ty,
+                    offset,
+                })
+            })()
+            .map_err(|e| cur.context(e, &format!("tensor `{name}`")))?;
+            raws.push(Raw { name, ..raw });
         }
-        let data_start = align_up(cur.pos, alignment)
-            .filter(|&s| s <= bytes.len())
-            .ok_or_else(|| Error::format(&path, "truncated: no room for tensor data"))?;
+        // A file without tensors may end right after its header, unpadded.
+        let data_start = match align_up(cur.pos, alignment) {
+            Some(s) if s <= bytes.len() => s,
+            _ if raws.is_empty() => bytes.len(),
+            _ => {
+                return Err(fail(format!(
+                    "truncated: the tensor data section would start at byte {}, past the end \
+                     of the file ({} bytes)",
+                    cur.pos.next_multiple_of(alignment),
+                    bytes.len()
+                )))
+            }
+        };
         let data_len = bytes.len() - data_start;
 
         let mut tensors = Vec::with_capacity(raws.len());
         let mut tensor_index = HashMap::with_capacity(raws.len());
         for raw in raws {
-            let bad = |msg: String| Error::format(&path, format!("tensor `{}`: {msg}", raw.name));
+            let bad = |msg: String| fail(format!("tensor `{}`: {msg}", raw.name));
             let n_elem = raw
                 .shape
                 .iter()
                 .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| bad("element count overflows".into()))?;
+                .ok_or_else(|| bad(format!("shape {:?}: element count overflows", raw.shape)))?;
             let row = raw.ty.row_bytes(raw.shape[0]).ok_or_else(|| {
                 bad(format!(
                     "row length {} is not a multiple of the {} block size {}",
@@ -254,10 +346,10 @@ impl GgufFile {
             })?;
             let size = row
                 .checked_mul(n_elem / raw.shape[0])
-                .ok_or_else(|| bad("byte size overflows".into()))?;
+                .ok_or_else(|| bad(format!("shape {:?}: byte size overflows", raw.shape)))?;
             if raw.offset % alignment as u64 != 0 {
                 return Err(bad(format!(
-                    "offset {} not aligned to {alignment}",
+                    "offset {} is not aligned to {alignment}",
                     raw.offset
                 )));
             }
@@ -267,7 +359,8 @@ impl GgufFile {
                 .filter(|&e| e <= data_len as u64);
             let Some(end) = end else {
                 return Err(bad(format!(
-                    "data [{}, +{size}) runs past the end of the file (data section is {data_len} bytes)",
+                    "data [{}, +{size}) runs past the end of the file (data section is \
+                     {data_len} bytes)",
                     raw.offset
                 )));
             };
@@ -289,10 +382,10 @@ impl GgufFile {
         by_offset.sort_by_key(|t| t.range.start);
         for pair in by_offset.windows(2) {
             if pair[0].range.end > pair[1].range.start {
-                return Err(Error::format(
-                    &path,
-                    format!("tensors `{}` and `{}` overlap", pair[0].name, pair[1].name),
-                ));
+                return Err(fail(format!(
+                    "tensors `{}` and `{}` overlap (bytes {:?} and {:?})",
+                    pair[0].name, pair[1].name, pair[0].range, pair[1].range
+                )));
             }
         }
         Ok(GgufFile {
@@ -460,6 +553,9 @@ impl GgufFile {
     }
 
     /// Raw bytes of a validated range (as stored in a [`TensorInfo`]).
+    ///
+    /// # Panics
+    /// If `range` is not inside the file; ranges from this file's [`TensorInfo`]s always are.
     pub fn bytes(&self, range: Range<usize>) -> &[u8] {
         &self.storage.bytes()[range]
     }
@@ -470,14 +566,37 @@ fn align_up(pos: usize, alignment: usize) -> Option<usize> {
         .map(|p| p / alignment * alignment)
 }
 
+/// Smallest number of bytes one value of type `ty` takes in a file.
+fn min_encoded_size(ty: ValueType) -> u64 {
+    match ty {
+        ValueType::U8 | ValueType::I8 | ValueType::Bool => 1,
+        ValueType::U16 | ValueType::I16 => 2,
+        ValueType::U32 | ValueType::I32 | ValueType::F32 => 4,
+        ValueType::U64 | ValueType::I64 | ValueType::F64 => 8,
+        // Length prefix of an empty string.
+        ValueType::String => 8,
+        // Element type and count of an empty array.
+        ValueType::Array => 4 + 8,
+    }
+}
+
+/// Bytes one metadata value occupies in memory before any heap data it owns.
+const VALUE_BYTES: u64 = size_of::<MetaValue>() as u64;
+
 struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
     path: &'a Path,
-    values: u64,
+    /// Bytes of memory the header parse may still allocate.
+    budget: u64,
 }
 
 impl Cursor<'_> {
+    fn error(&self, msg: impl Into<String>) -> Error {
+        Error::format(self.path, msg)
+    }
+
+    /// Prefixes a format error's message with what was being read.
     fn context(&self, err: Error, what: &str) -> Error {
         match err {
             Error::Format { path, msg } => Error::Format {
@@ -488,16 +607,35 @@ impl Cursor<'_> {
         }
     }
 
+    /// Takes `bytes` from the memory budget, before they are allocated.
+    fn charge(&mut self, bytes: u64) -> Result<()> {
+        match self.budget.checked_sub(bytes) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => Err(self.error(format!(
+                "the header needs more than {} MiB of memory to hold; refusing it as hostile",
+                HEADER_MEMORY_LIMIT >> 20
+            ))),
+        }
+    }
+
+    fn remaining(&self) -> u64 {
+        (self.bytes.len() - self.pos) as u64
+    }
+
     fn take(&mut self, n: usize) -> Result<&[u8]> {
         let end = self
             .pos
             .checked_add(n)
             .filter(|&e| e <= self.bytes.len())
             .ok_or_else(|| {
-                Error::format(
-                    self.path,
-                    format!("truncated at byte {} (needed {n} more bytes)", self.pos),
-                )
+                self.error(format!(
+                    "truncated at byte {} (needed {n} more bytes, {} left)",
+                    self.pos,
+                    self.remaining()
+                ))
             })?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
@@ -505,7 +643,9 @@ impl Cursor<'_> {
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        Ok(self.take(N)?.try_into().expect("take returned N bytes"))
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
     }
 
     fn u32(&mut self) -> Result<u32> {
@@ -516,34 +656,30 @@ impl Cursor<'_> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
-    fn remaining(&self) -> u64 {
-        (self.bytes.len() - self.pos) as u64
-    }
-
     fn string(&mut self) -> Result<String> {
+        let at = self.pos;
         let len = self.u64()?;
         if len > self.remaining() {
-            return Err(Error::format(
-                self.path,
-                format!(
-                    "string length {len} at byte {} runs past the end of the file",
-                    self.pos
-                ),
-            ));
+            return Err(self.error(format!(
+                "string length {len} at byte {at} runs past the end of the file ({} bytes left)",
+                self.remaining()
+            )));
         }
-        let at = self.pos;
+        self.charge(len)?;
         let raw = self.take(len as usize)?;
-        String::from_utf8(raw.to_vec())
-            .map_err(|_| Error::format(self.path, format!("string at byte {at} is not UTF-8")))
+        match std::str::from_utf8(raw) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(e) => Err(self.error(format!(
+                "string at byte {at} is not valid UTF-8 (bad byte at offset {} of {len})",
+                e.valid_up_to()
+            ))),
+        }
     }
 
+    /// Reads one value of type id `ty`; `depth` is the number of arrays it is nested in.
     fn value(&mut self, ty: u32, depth: u32) -> Result<MetaValue> {
-        self.values += 1;
-        if self.values > MAX_TOTAL_VALUES {
-            return Err(Error::format(self.path, "too many metadata values"));
-        }
         let ty = ValueType::from_id(ty)
-            .ok_or_else(|| Error::format(self.path, format!("unknown metadata value type {ty}")))?;
+            .ok_or_else(|| self.error(format!("unknown metadata value type id {ty}")))?;
         Ok(match ty {
             ValueType::U8 => MetaValue::U8(self.array::<1>()?[0]),
             ValueType::I8 => MetaValue::I8(self.array::<1>()?[0] as i8),
@@ -555,7 +691,12 @@ impl Cursor<'_> {
             ValueType::Bool => match self.array::<1>()?[0] {
                 0 => MetaValue::Bool(false),
                 1 => MetaValue::Bool(true),
-                b => return Err(Error::format(self.path, format!("bool with value {b}"))),
+                b => {
+                    return Err(self.error(format!(
+                        "bool at byte {} has value {b} (must be 0 or 1)",
+                        self.pos - 1
+                    )))
+                }
             },
             ValueType::String => MetaValue::String(self.string()?),
             ValueType::U64 => MetaValue::U64(self.u64()?),
@@ -563,26 +704,38 @@ impl Cursor<'_> {
             ValueType::F64 => MetaValue::F64(f64::from_le_bytes(self.array()?)),
             ValueType::Array => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(Error::format(self.path, "arrays nested too deeply"));
+                    return Err(
+                        self.error(format!("arrays nested more than {MAX_ARRAY_DEPTH} deep"))
+                    );
                 }
-                let elem_ty = self.u32()?;
-                let elem = ValueType::from_id(elem_ty).ok_or_else(|| {
-                    Error::format(self.path, format!("unknown array element type {elem_ty}"))
+                let elem_id = self.u32()?;
+                let elem = ValueType::from_id(elem_id).ok_or_else(|| {
+                    self.error(format!("unknown array element type id {elem_id}"))
                 })?;
+                let at = self.pos;
                 let n = self.u64()?;
-                // Every element takes at least one byte, so a count beyond the bytes left is a lie.
-                if n > self.remaining() || n > MAX_ARRAY_LEN {
-                    return Err(Error::format(
-                        self.path,
-                        format!(
-                            "array of {n} elements at byte {} cannot fit in the file",
-                            self.pos
-                        ),
-                    ));
+                // Checked before anything is reserved for the elements: their smallest
+                // encodings must fit in the bytes left, and their memory in the budget.
+                let fits = match n.checked_mul(min_encoded_size(elem)) {
+                    Some(need) => need <= self.remaining(),
+                    None => false,
+                };
+                if !fits {
+                    return Err(self.error(format!(
+                        "array of {n} {elem:?} elements at byte {at} runs past the end of the \
+                         file (each takes at least {} bytes, {} left)",
+                        min_encoded_size(elem),
+                        self.remaining()
+                    )));
                 }
+                // n <= remaining bytes, so this cannot overflow.
+                self.charge(n * VALUE_BYTES)?;
                 let mut items = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    items.push(self.value(elem_ty, depth + 1)?);
+                for i in 0..n {
+                    let item = self
+                        .value(elem_id, depth + 1)
+                        .map_err(|e| self.context(e, &format!("element {i}")))?;
+                    items.push(item);
                 }
                 MetaValue::Array(elem, items)
             }

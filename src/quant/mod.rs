@@ -4,6 +4,8 @@
 //! ggml's `quantize_row_q8_0_ref` / `quantize_row_q4_0_ref` (checked against gguf-py's
 //! `gguf.quants` in `tests/quant_fixtures.rs`), and every SIMD kernel is tested against them.
 
+use crate::error::{Error, Result};
+use crate::gguf::{GgmlType, GgufFile, TensorView};
 use bytemuck::{Pod, Zeroable};
 use half::{bf16, f16};
 
@@ -119,6 +121,66 @@ pub fn f32_to_bf16(x: f32) -> bf16 {
     bf16::from_bits((u.wrapping_add(0x7fff + ((u >> 16) & 1)) >> 16) as u16)
 }
 
+/// Byte offsets of the f16 scales inside one block of `ty`, or `None` for types without
+/// block scales (plain floats).
+fn f16_scale_offsets(ty: GgmlType) -> Option<&'static [usize]> {
+    match ty {
+        GgmlType::Q8_0 | GgmlType::Q4_0 => Some(&[0]),
+        // block_q4_K: f16 d, f16 dmin, 12 bytes of 6-bit scales, 128 bytes of nibbles.
+        GgmlType::Q4K => Some(&[0, 2]),
+        // block_q6_K: 128 + 64 bytes of quants, 16 i8 scales, then f16 d.
+        GgmlType::Q6K => Some(&[208]),
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => None,
+    }
+}
+
+/// Checks that every f16 block scale of a quantized tensor is finite.
+///
+/// The GGUF reader validates where a tensor lies but cannot judge its contents; a NaN or
+/// infinite scale (a corrupt or hostile file) would silently turn whole rows of every matrix
+/// product into NaN. This reads the 2-byte scale of each Q8_0 / Q4_0 block (2 of every 34 or
+/// 18 bytes; `d` and `dmin` of Q4_K, `d` of Q6_K) without any alignment assumption. Plain
+/// float tensors pass unchecked: judging them would mean reading every byte. Although it
+/// reads about 1/17 of the bytes, the blocks are smaller than a cache line, so on a cold map
+/// it faults in every page of the tensor once: call it at load time when that one pass is
+/// acceptable (see [`validate_all_quantized_scales`]).
+///
+/// The error names the tensor, the block, its row, and the scale found.
+pub fn validate_quantized_scales(view: &TensorView<'_>) -> Result<()> {
+    let Some(offsets) = f16_scale_offsets(view.ty) else {
+        return Ok(());
+    };
+    let block_bytes = view.ty.block_bytes();
+    let blocks_per_row = (view.shape.first().copied().unwrap_or(0) / view.ty.block_len()).max(1);
+    for (i, block) in view.data.chunks_exact(block_bytes).enumerate() {
+        for &at in offsets {
+            let bits = u16::from_le_bytes([block[at], block[at + 1]]);
+            let d = f16::from_bits(bits);
+            if !d.is_finite() {
+                return Err(Error::tensor(
+                    view.name,
+                    format!(
+                        "{} block {i} (row {}) has a non-finite scale {} (f16 bits {bits:#06x}); \
+                         the file is corrupt",
+                        view.ty,
+                        i / blocks_per_row,
+                        d.to_f32()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs [`validate_quantized_scales`] over every tensor of a file, tensors in parallel.
+pub fn validate_all_quantized_scales(file: &GgufFile) -> Result<()> {
+    use rayon::prelude::*;
+    file.tensors()
+        .par_iter()
+        .try_for_each(|info| validate_quantized_scales(&file.view(info)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +230,37 @@ mod tests {
         assert_eq!(f32_to_bf16(f32::from_bits(0x3f80_8000)).to_bits(), 0x3f80);
         assert_eq!(f32_to_bf16(f32::from_bits(0x3f81_8000)).to_bits(), 0x3f82);
         assert!(f32_to_bf16(f32::NAN).to_f32().is_nan());
+    }
+
+    #[test]
+    fn scale_validation_reads_each_formats_scale_position() {
+        use crate::gguf::TensorView;
+        let nan = 0x7e00u16.to_le_bytes();
+        let check = |ty: GgmlType, data: &[u8]| {
+            let shape = [ty.block_len() * (data.len() / ty.block_bytes())];
+            validate_quantized_scales(&TensorView {
+                name: "t",
+                ty,
+                shape: &shape,
+                data,
+            })
+        };
+        // Q6_K keeps its f16 d at the end of the block; byte 0 is a quant, not a scale.
+        let mut q6 = vec![0u8; 2 * 210];
+        q6[210..212].copy_from_slice(&nan);
+        check(GgmlType::Q6K, &q6).unwrap();
+        q6[210 + 208..210 + 210].copy_from_slice(&nan);
+        let msg = check(GgmlType::Q6K, &q6).unwrap_err().to_string();
+        assert!(msg.contains("block 1"), "{msg}");
+        // Q4_K has two scales, d and dmin.
+        let mut q4k = vec![0u8; 144];
+        q4k[2..4].copy_from_slice(&nan);
+        assert!(check(GgmlType::Q4K, &q4k).is_err());
+        // A view at an odd address: scales are read bytewise, never through an aligned cast.
+        let mut buf = [0u8; 2 + 34];
+        let odd = 1 - buf.as_ptr() as usize % 2;
+        buf[odd + 1] = 0x7c;
+        assert!(check(GgmlType::Q8_0, &buf[odd..odd + 34]).is_err());
+        check(GgmlType::F32, &[0xff; 8]).unwrap();
     }
 }
