@@ -211,7 +211,8 @@ fn gemma3_model_file_matches_llama_cpp() {
         eprintln!("skipped: set T5G_GEMMA3_GGUF to a Gemma 3 GGUF file to run this test");
         return;
     };
-    let file = GgufFile::open(&path).unwrap();
+    let file = GgufFile::open(&path)
+        .unwrap_or_else(|e| panic!("T5G_GEMMA3_GGUF: cannot open the model file: {e}"));
     let tok = Tokenizer::from_gguf(&file).unwrap();
     check_gemma3(&tok);
 }
@@ -227,11 +228,38 @@ fn check_gemma3(tok: &Tokenizer) {
     let cases = read_expected("gemma3_expected.jsonl");
     assert!(cases.len() >= 500, "{} cases", cases.len());
     assert_eq!(check_cases(tok, &cases), cases.len());
+    let mut text = String::new();
     for case in cases.iter().filter(|c| !c.special) {
         let ids = tok.encode(&case.text, EncodeOptions::default());
         assert_eq!(
             tok.decode(&ids, DecodeOptions::default()).unwrap(),
             expected_round_trip(&case.text)
         );
+        text.push_str(&case.text);
+        text.push('\n');
+    }
+    // A megabyte through the full vocabulary, with and without special parsing (timings are
+    // printed for information only).
+    let text = text.repeat((1 << 20) / text.len() + 1);
+    for special in [false, true] {
+        let start = std::time::Instant::now();
+        let ids = tok.encode(
+            &text,
+            EncodeOptions {
+                special,
+                ..Default::default()
+            },
+        );
+        eprintln!(
+            "gemma3: {} bytes -> {} ids in {:?} (special={special})",
+            text.len(),
+            ids.len(),
+            start.elapsed()
+        );
+        if !special {
+            assert!(
+                tok.decode(&ids, DecodeOptions::default()).unwrap() == expected_round_trip(&text)
+            );
+        }
     }
 }

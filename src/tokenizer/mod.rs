@@ -4,10 +4,10 @@
 //! Encoding follows llama.cpp's `llm_tokenizer_spm` (and gives the ids of the `sentencepiece`
 //! library's BPE model with byte fallback on un-normalised text):
 //! 1. the text is split on pieces matched as whole units — user-defined pieces always, control
-//!    pieces only when [`EncodeOptions::special`] is set ([`special`]);
+//!    pieces only when [`EncodeOptions::special`] is set;
 //! 2. each remaining run gets its spaces replaced by `▁` (U+2581), plus a leading `▁` when the
 //!    vocabulary says `add_space_prefix` (false for Gemma), and is merged greedily pair by pair,
-//!    highest-scoring vocabulary piece first ([`spm`]);
+//!    highest-scoring vocabulary piece first;
 //! 3. characters that end up in no piece become `<0xXX>` byte tokens (or `<unk>` if the
 //!    vocabulary has no byte tokens).
 //!
