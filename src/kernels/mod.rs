@@ -4,6 +4,7 @@
 //! supported type. [`matmul`] computes `y[t, r] = Σ_c W[r, c] · x[t, c]` for a batch of token
 //! rows; quantized weights are multiplied against activations quantized once per call to Q8_0.
 
+pub mod gemm_f32;
 pub mod scalar;
 
 use crate::error::{Error, Result};

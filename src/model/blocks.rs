@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, GgufFile};
+use crate::kernels::gemm_f32::{matmul_f32, Strided};
 use crate::kernels::{self, MatRef};
 use crate::ops::{self, Rope};
 use rayon::prelude::*;
@@ -202,10 +203,17 @@ pub(crate) struct KeySegment<'a> {
     pub len: usize,
 }
 
+/// Query rows per attention task: bounds the score buffer at `ROWS × keys` floats and gives
+/// the thread pool several tasks per head on long inputs.
+const ATTENTION_ROWS: usize = 64;
+
 /// Multi-head attention of `n_q` query rows against one or more key segments, with one softmax
 /// across all of them. `allowed(i, segment, j)` says whether query row `i` may see key `j` of
 /// `segment`. Scores are scaled, then soft-capped (if set), then masked — the order
 /// transformers uses. Query head `h` reads kv head `h / (n_heads / n_kv_heads)`.
+///
+/// Work is split into (head, block of query rows) tasks; each computes its scores and its
+/// weighted values as two f32 matrix products.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     q: &[f32],
@@ -222,50 +230,85 @@ pub(crate) fn attention(
         n_kv_heads,
         head_dim: hd,
     } = heads;
+    let q_dim = n_heads * hd;
     let kv_dim = n_kv_heads * hd;
     let group = n_heads / n_kv_heads;
     let n_keys: usize = segments.iter().map(|s| s.len).sum();
-    debug_assert_eq!(q.len(), n_q * n_heads * hd);
-    debug_assert_eq!(out.len(), n_q * n_heads * hd);
-    out.par_chunks_mut(hd).enumerate().for_each_init(
-        || Vec::with_capacity(n_keys),
-        |scores, (row, out_head)| {
-            let (i, h) = (row / n_heads, row % n_heads);
-            let kvh = h / group;
-            let qh = &q[row * hd..(row + 1) * hd];
-            scores.clear();
-            for (s, seg) in segments.iter().enumerate() {
-                for j in 0..seg.len {
-                    if !allowed(i, s, j) {
-                        scores.push(f32::NEG_INFINITY);
-                        continue;
-                    }
-                    let kj = &seg.k[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
-                    let mut s = qh.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
-                    if let Some(c) = softcap {
-                        s = (s / c).tanh() * c;
-                    }
-                    scores.push(s);
-                }
+    debug_assert_eq!(q.len(), n_q * q_dim);
+    debug_assert_eq!(out.len(), n_q * q_dim);
+    let tasks: Vec<(usize, usize)> = (0..n_heads)
+        .flat_map(|h| (0..n_q).step_by(ATTENTION_ROWS).map(move |r0| (h, r0)))
+        .collect();
+    let blocks: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|&(h, r0)| {
+            let rows = ATTENTION_ROWS.min(n_q - r0);
+            let kv_off = (h / group) * hd;
+            let q_view = Strided {
+                data: &q[r0 * q_dim + h * hd..],
+                rows,
+                cols: hd,
+                row_stride: q_dim,
+                col_stride: 1,
+            };
+            let mut scores = vec![0.0f32; rows * n_keys];
+            let mut col = 0;
+            for seg in segments.iter().filter(|s| s.len > 0) {
+                let keys_t = Strided {
+                    data: &seg.k[kv_off..],
+                    rows: hd,
+                    cols: seg.len,
+                    row_stride: 1,
+                    col_stride: kv_dim,
+                };
+                matmul_f32(&mut scores[col..], n_keys, false, q_view, keys_t, scale);
+                col += seg.len;
             }
-            ops::softmax_inplace(scores);
-            out_head.fill(0.0);
-            let mut idx = 0;
-            for seg in segments {
-                for j in 0..seg.len {
-                    let p = scores[idx];
-                    idx += 1;
-                    if p == 0.0 {
-                        continue;
+            for (i, row) in scores.chunks_exact_mut(n_keys).enumerate() {
+                let mut j0 = 0;
+                for (s, seg) in segments.iter().enumerate() {
+                    for (j, score) in row[j0..j0 + seg.len].iter_mut().enumerate() {
+                        *score = if !allowed(r0 + i, s, j) {
+                            f32::NEG_INFINITY
+                        } else if let Some(c) = softcap {
+                            (*score / c).tanh() * c
+                        } else {
+                            *score
+                        };
                     }
-                    let vj = &seg.v[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
-                    for (o, v) in out_head.iter_mut().zip(vj) {
-                        *o += p * v;
-                    }
+                    j0 += seg.len;
                 }
+                ops::softmax_inplace(row);
             }
-        },
-    );
+            let mut block = vec![0.0f32; rows * hd];
+            let mut col = 0;
+            for (s, seg) in segments.iter().filter(|s| s.len > 0).enumerate() {
+                let probs = Strided {
+                    data: &scores[col..],
+                    rows,
+                    cols: seg.len,
+                    row_stride: n_keys,
+                    col_stride: 1,
+                };
+                let values = Strided {
+                    data: &seg.v[kv_off..],
+                    rows: seg.len,
+                    cols: hd,
+                    row_stride: kv_dim,
+                    col_stride: 1,
+                };
+                matmul_f32(&mut block, hd, s > 0, probs, values, 1.0);
+                col += seg.len;
+            }
+            block
+        })
+        .collect();
+    for (&(h, r0), block) in tasks.iter().zip(&blocks) {
+        for (i, row) in block.chunks_exact(hd).enumerate() {
+            let at = (r0 + i) * q_dim + h * hd;
+            out[at..at + hd].copy_from_slice(row);
+        }
+    }
 }
 
 /// Applies RoPE to every head of `n` rows of `x` (`n_heads * head_dim` wide), row `t` being at
