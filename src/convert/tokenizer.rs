@@ -98,7 +98,17 @@ pub fn load(dir: &Path, rows: usize, cfg: &ModelConfig) -> Result<Option<Tokeniz
             format!("{n} pieces, but the embedding has only {rows} rows"),
         ));
     }
-    let mut tokens: Vec<String> = sp.pieces.iter().map(|p| p.piece.clone()).collect();
+    // User-defined pieces are matched against raw text before any ▁ substitution (in
+    // SentencePiece and in llama.cpp), so they are stored with real spaces, as llama.cpp's
+    // converter stores them; Gemma 3's whitespace-run pieces depend on it.
+    let mut tokens: Vec<String> = sp
+        .pieces
+        .iter()
+        .map(|p| match p.kind {
+            PieceType::UserDefined => p.piece.replace('\u{2581}', " "),
+            _ => p.piece.clone(),
+        })
+        .collect();
     let mut scores: Vec<f32> = sp.pieces.iter().map(|p| p.score).collect();
     let mut types: Vec<i32> = sp.pieces.iter().map(|p| p.kind.id()).collect();
     if n < rows {

@@ -19,7 +19,6 @@ mod spm;
 mod stream;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::gguf::GgufFile;
 use crate::{Error, Result};
@@ -99,29 +98,9 @@ pub struct DecodeOptions {
     pub special: bool,
 }
 
-/// A fast non-cryptographic hash (FxHash) for the piece table: vocabulary lookups are the
-/// inner loop of BPE, and the keys are not attacker-chosen in a way that matters here.
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().expect("8-byte chunk"));
-            self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(K);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FxBuild = BuildHasherDefault<FxHasher>;
+/// Vocabulary lookups are the inner loop of BPE; FxHash is fast, and the keys are not
+/// attacker-chosen in a way that matters here.
+type FxBuild = rustc_hash::FxBuildHasher;
 
 /// A SentencePiece (BPE, byte-fallback) tokenizer.
 pub struct Tokenizer {
