@@ -91,6 +91,20 @@ fn fuzz_regressions_replay() {
     }
 }
 
+/// Replays a local, gitignored `fuzz/corpus/**` (what `tools/fuzz.sh` grew) without nightly:
+/// `cargo test --test fuzz_replay -- --ignored --nocapture replay_local_corpus`.
+#[test]
+#[ignore = "needs a local fuzz/corpus"]
+fn replay_local_corpus() {
+    let base = root().join("fuzz/corpus");
+    let (mut total, mut accepted) = (0, 0);
+    for file in files_under(&base) {
+        total += 1;
+        accepted += usize::from(replay(&target_of(&base, &file), &file) == Some(true));
+    }
+    println!("replayed {total} corpus files, {accepted} accepted");
+}
+
 /// The seed files: small, valid, and together covering every value type, every tensor type,
 /// nesting, an empty file and version 2.
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {
