@@ -3,12 +3,12 @@
 //! test suite — and CI, without nightly or libFuzzer — keeps them fixed. Takes milliseconds.
 //!
 //! `cargo test --test fuzz_replay -- --ignored regenerate_fuzz_seeds` rewrites the GGUF seeds
-//! from the sample files in `tests/common`.
+//! from the sample files in `tests/gguf_builder`.
 
-mod common;
+mod gguf_builder;
 
-use common::exercise::exercise_gguf;
-use common::*;
+use gguf_builder::exercise::exercise_gguf;
+use gguf_builder::*;
 use std::path::{Path, PathBuf};
 use t5g::gguf::{GgmlType, MetaValue, ValueType};
 

@@ -2,12 +2,12 @@
 //! and where — never a panic, never a large allocation.
 //!
 //! Files are built with the writer and then corrupted byte by byte at positions found with the
-//! locators in `common`. A counting allocator measures the peak heap each parse reaches on its
+//! locators in `gguf_builder`. A counting allocator measures the peak heap each parse reaches on its
 //! thread, so "never a huge allocation" is checked, not hoped for.
 
-mod common;
+mod gguf_builder;
 
-use common::*;
+use gguf_builder::*;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use t5g::gguf::{GgmlType, GgufFile, MetaValue, ValueType, HEADER_MEMORY_LIMIT, MAX_ARRAY_DEPTH};

@@ -5,7 +5,7 @@
 //! (`tests/fuzz_replay.rs`), which replays the seeds and past crashers without libFuzzer.
 #![no_main]
 
-#[path = "../../tests/common/exercise.rs"]
+#[path = "../../tests/gguf_builder/exercise.rs"]
 mod exercise;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {

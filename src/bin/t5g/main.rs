@@ -1,0 +1,80 @@
+//! The `t5g` command line: thin wrappers over the library; no model logic lives here.
+
+mod commands;
+mod convert_cmd;
+mod gen_flags;
+mod summarize_cmd;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Run Google's T5Gemma encoder-decoder models on CPUs.
+#[derive(Parser)]
+#[command(name = "t5g", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: commands::Command,
+}
+
+/// A failure, split by who is at fault: the caller's arguments (exit 2) or the run (exit 1).
+pub enum CliError {
+    /// Bad arguments.
+    Usage(String),
+    /// Anything that went wrong while running.
+    Runtime(String),
+    /// A bug: the panic hook has already printed the `error:` line.
+    Panicked,
+}
+
+impl From<t5g::Error> for CliError {
+    fn from(e: t5g::Error) -> Self {
+        CliError::Runtime(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("{}", convert_cmd::usage_error_line(&e));
+            return ExitCode::from(2);
+        }
+    };
+    // Bad input must end in an `error:` line, never a backtrace; a panic is a bug, and even
+    // then the user gets one line.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error{at}: {} (please report this)",
+            msg.replace('\n', " ")
+        );
+    }));
+    let outcome = std::panic::catch_unwind(|| commands::run(cli.command));
+    let outcome = outcome.unwrap_or(Err(CliError::Panicked));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Panicked) => ExitCode::from(1),
+        Err(CliError::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Runtime(msg)) => {
+            eprintln!("error: {}", msg.replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Building blocks shared by the model families: weight handles that point into the mapped
+//! file, and the Gemma sublayers (sandwich-normed attention and gated MLP).
+
+use crate::error::{Error, Result};
+use crate::gguf::{GgmlType, GgufFile};
+use crate::kernels::{self, MatRef};
+use crate::ops::{self, Rope};
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// A 2-D weight `[rows, cols]` (torch `[out, in]`) located in the file; never copied.
+#[derive(Clone, Debug)]
+pub(crate) struct Linear {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    range: Range<usize>,
+}
+
+impl Linear {
+    /// Looks up `name` and checks it is `[rows, cols]` in a matrix type.
+    pub(crate) fn load(file: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<Self> {
+        let info = file
+            .tensor_info(name)
+            .ok_or_else(|| Error::tensor(name, "missing from the file"))?;
+        if info.shape != [cols, rows] {
+            return Err(Error::tensor(
+                name,
+                format!(
+                    "expected ggml shape [{cols}, {rows}] (torch [{rows}, {cols}]), found {:?}",
+                    info.shape
+                ),
+            ));
+        }
+        let view = file.view(info);
+        MatRef::from_view(view)?;
+        Ok(Linear {
+            ty: info.ty,
+            rows,
+            cols,
+            range: info.range.clone(),
+        })
+    }
+
+    /// The zero-copy matrix view.
+    pub(crate) fn mat<'a>(&self, file: &'a GgufFile) -> MatRef<'a> {
+        MatRef {
+            ty: self.ty,
+            rows: self.rows,
+            cols: self.cols,
+            data: file.bytes(self.range.clone()),
+        }
+    }
+
+    /// `x [n, cols] -> [n, rows]`.
+    pub(crate) fn forward(&self, file: &GgufFile, x: &[f32], n: usize) -> Vec<f32> {
+        let mut y = vec![0.0; n * self.rows];
+        kernels::matmul(&self.mat(file), x, n, &mut y);
+        y
+    }
+
+    /// Output features.
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes of weights it holds.
+    pub(crate) fn n_bytes(&self) -> usize {
+        self.range.len()
+    }
+
+    /// Embedding lookup: row `id` in f32, times `scale`.
+    pub(crate) fn embed(&self, file: &GgufFile, id: u32, scale: f32, out: &mut [f32]) {
+        self.mat(file).row_to_f32(id as usize, out);
+        out.iter_mut().for_each(|v| *v *= scale);
+    }
+}
+
+/// A 1-D f32 weight (norm gains) located in the file.
+#[derive(Clone, Debug)]
+pub(crate) struct Vector {
+    range: Range<usize>,
+}
+
+impl Vector {
+    /// Looks up `name` and checks it is an f32 vector of length `len`.
+    pub(crate) fn load(file: &GgufFile, name: &str, len: usize) -> Result<Self> {
+        let info = file
+            .tensor_info(name)
+            .ok_or_else(|| Error::tensor(name, "missing from the file"))?;
+        if info.shape != [len] || info.ty != GgmlType::F32 {
+            return Err(Error::tensor(
+                name,
+                format!("expected f32 [{len}], found {} {:?}", info.ty, info.shape),
+            ));
+        }
+        Ok(Vector {
+            range: info.range.clone(),
+        })
+    }
+
+    /// The values, viewed in place.
+    pub(crate) fn get<'a>(&self, file: &'a GgufFile) -> &'a [f32] {
+        // Validated f32 tensors are 32-byte aligned whole multiples of 4 bytes.
+        bytemuck::cast_slice(file.bytes(self.range.clone()))
+    }
+}
+
+/// A Gemma RMSNorm gain vector with its epsilon.
+#[derive(Clone, Debug)]
+pub(crate) struct Norm {
+    weight: Vector,
+    eps: f32,
+}
+
+impl Norm {
+    pub(crate) fn load(file: &GgufFile, name: &str, len: usize, eps: f32) -> Result<Self> {
+        Ok(Norm {
+            weight: Vector::load(file, name, len)?,
+            eps,
+        })
+    }
+
+    /// Normalizes every row of `x` in place.
+    pub(crate) fn apply(&self, file: &GgufFile, x: &mut [f32]) {
+        ops::rmsnorm_inplace(x, self.weight.get(file), self.eps);
+    }
+
+    /// A normalized copy of `x`.
+    pub(crate) fn applied(&self, file: &GgufFile, x: &[f32]) -> Vec<f32> {
+        let mut y = x.to_vec();
+        self.apply(file, &mut y);
+        y
+    }
+}
+
+/// The gated GELU MLP: `down(gelu_tanh(gate(x)) * up(x))`.
+#[derive(Clone, Debug)]
+pub(crate) struct Mlp {
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+impl Mlp {
+    pub(crate) fn load(file: &GgufFile, prefix: &str, hidden: usize, ffn: usize) -> Result<Self> {
+        Ok(Mlp {
+            gate: Linear::load(file, &format!("{prefix}.ffn_gate.weight"), ffn, hidden)?,
+            up: Linear::load(file, &format!("{prefix}.ffn_up.weight"), ffn, hidden)?,
+            down: Linear::load(file, &format!("{prefix}.ffn_down.weight"), hidden, ffn)?,
+        })
+    }
+
+    pub(crate) fn forward(&self, file: &GgufFile, x: &[f32], n: usize) -> Vec<f32> {
+        let mut gate = self.gate.forward(file, x, n);
+        let up = self.up.forward(file, x, n);
+        ops::gelu_gate_inplace(&mut gate, &up);
+        self.down.forward(file, &gate, n)
+    }
+}
+
+/// Query/key/value/output projections of one attention module.
+#[derive(Clone, Debug)]
+pub(crate) struct AttnProj {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+}
+
+impl AttnProj {
+    /// `{prefix}.{q,k,v,output}.weight` with `q_in` and `kv_in` input widths.
+    pub(crate) fn load(
+        file: &GgufFile,
+        prefix: &str,
+        hidden: usize,
+        kv_in: usize,
+        q_dim: usize,
+        kv_dim: usize,
+    ) -> Result<Self> {
+        Ok(AttnProj {
+            q: Linear::load(file, &format!("{prefix}_q.weight"), q_dim, hidden)?,
+            k: Linear::load(file, &format!("{prefix}_k.weight"), kv_dim, kv_in)?,
+            v: Linear::load(file, &format!("{prefix}_v.weight"), kv_dim, kv_in)?,
+            o: Linear::load(file, &format!("{prefix}_output.weight"), hidden, q_dim)?,
+        })
+    }
+}
+
+/// Head layout of one attention module.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Heads {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Keys and values of a run of positions, `len` rows of `n_kv_heads * head_dim`.
+pub(crate) struct KeySegment<'a> {
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub len: usize,
+}
+
+/// Multi-head attention of `n_q` query rows against one or more key segments, with one softmax
+/// across all of them. `allowed(i, segment, j)` says whether query row `i` may see key `j` of
+/// `segment`. Scores are scaled, then soft-capped (if set), then masked — the order
+/// transformers uses. Query head `h` reads kv head `h / (n_heads / n_kv_heads)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attention(
+    q: &[f32],
+    n_q: usize,
+    segments: &[KeySegment],
+    heads: Heads,
+    scale: f32,
+    softcap: Option<f32>,
+    allowed: &(dyn Fn(usize, usize, usize) -> bool + Sync),
+    out: &mut [f32],
+) {
+    let Heads {
+        n_heads,
+        n_kv_heads,
+        head_dim: hd,
+    } = heads;
+    let kv_dim = n_kv_heads * hd;
+    let group = n_heads / n_kv_heads;
+    let n_keys: usize = segments.iter().map(|s| s.len).sum();
+    debug_assert_eq!(q.len(), n_q * n_heads * hd);
+    debug_assert_eq!(out.len(), n_q * n_heads * hd);
+    out.par_chunks_mut(hd).enumerate().for_each_init(
+        || Vec::with_capacity(n_keys),
+        |scores, (row, out_head)| {
+            let (i, h) = (row / n_heads, row % n_heads);
+            let kvh = h / group;
+            let qh = &q[row * hd..(row + 1) * hd];
+            scores.clear();
+            for (s, seg) in segments.iter().enumerate() {
+                for j in 0..seg.len {
+                    if !allowed(i, s, j) {
+                        scores.push(f32::NEG_INFINITY);
+                        continue;
+                    }
+                    let kj = &seg.k[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
+                    let mut s = qh.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
+                    if let Some(c) = softcap {
+                        s = (s / c).tanh() * c;
+                    }
+                    scores.push(s);
+                }
+            }
+            ops::softmax_inplace(scores);
+            out_head.fill(0.0);
+            let mut idx = 0;
+            for seg in segments {
+                for j in 0..seg.len {
+                    let p = scores[idx];
+                    idx += 1;
+                    if p == 0.0 {
+                        continue;
+                    }
+                    let vj = &seg.v[j * kv_dim + kvh * hd..j * kv_dim + (kvh + 1) * hd];
+                    for (o, v) in out_head.iter_mut().zip(vj) {
+                        *o += p * v;
+                    }
+                }
+            }
+        },
+    );
+}
+
+/// Applies RoPE to every head of `n` rows of `x` (`n_heads * head_dim` wide), row `t` being at
+/// position `pos0 + t`.
+pub(crate) fn rope_rows(rope: &Rope, x: &mut [f32], head_dim: usize, n_heads: usize, pos0: usize) {
+    for (t, row) in x.chunks_exact_mut(n_heads * head_dim).enumerate() {
+        for head in row.chunks_exact_mut(head_dim) {
+            rope.apply(head, pos0 + t);
+        }
+    }
+}
+
+/// Embeds `ids` into `[n, width]` rows scaled by `scale`, refusing ids outside the vocabulary.
+pub(crate) fn embed_tokens(
+    file: &GgufFile,
+    table: &Linear,
+    ids: &[u32],
+    scale: f32,
+    width: usize,
+) -> Result<Vec<f32>> {
+    let mut x = vec![0.0; ids.len() * width];
+    for (&id, row) in ids.iter().zip(x.chunks_exact_mut(width)) {
+        if id as usize >= table.rows() {
+            return Err(Error::invalid(format!(
+                "token id {id} is out of range (vocabulary size {})",
+                table.rows()
+            )));
+        }
+        table.embed(file, id, scale, row);
+    }
+    Ok(x)
+}
+
+/// The Gemma embedding normalizer `sqrt(H)`, rounded to f32 as transformers' f32 models do.
+pub(crate) fn embed_scale(hidden: usize) -> f32 {
+    (hidden as f64).sqrt() as f32
+}

@@ -1,0 +1,322 @@
+//! T5Gemma (v1): Gemma 2 blocks in an encoder-decoder, with a separate cross-attention
+//! sublayer in every decoder layer and tanh soft-caps on attention scores and final logits.
+//!
+//! Encoder layer:  x += post_attn(SelfAttn(pre_attn(x)));  x += post_ffw(MLP(pre_ffw(x)))
+//! Decoder layer:  y += post_self(SelfAttn_causal(pre_self(y)))
+//!                 y += post_cross(CrossAttn(pre_cross(y), enc_out))
+//!                 y += post_ffw(MLP(pre_ffw(y)))
+//! See `shared/reference/T5GEMMA_ARCHITECTURE.md` §1 for the exact math.
+
+use super::blocks::{
+    attention, embed_scale, embed_tokens, rope_rows, AttnProj, Heads, KeySegment, Linear, Mlp, Norm,
+};
+use super::config::{LayerKind, ModelConfig, StackConfig};
+use super::{DecoderState, EncoderOutput, LayerCache};
+use crate::error::Result;
+use crate::gguf::GgufFile;
+use crate::ops::{self, Rope};
+
+/// One encoder layer.
+pub(crate) struct EncoderLayer {
+    kind: LayerKind,
+    pre_attn: Norm,
+    attn: AttnProj,
+    post_attn: Norm,
+    pre_ffw: Norm,
+    mlp: Mlp,
+    post_ffw: Norm,
+}
+
+/// One decoder layer.
+pub(crate) struct DecoderLayer {
+    kind: LayerKind,
+    pre_self: Norm,
+    self_attn: AttnProj,
+    post_self: Norm,
+    pre_cross: Norm,
+    cross_attn: AttnProj,
+    post_cross: Norm,
+    pre_ffw: Norm,
+    mlp: Mlp,
+    post_ffw: Norm,
+}
+
+/// Handles to every weight of a T5Gemma file.
+pub struct Weights {
+    enc_embed: Linear,
+    enc_layers: Vec<EncoderLayer>,
+    enc_norm: Norm,
+    dec_embed: Linear,
+    dec_layers: Vec<DecoderLayer>,
+    dec_norm: Norm,
+    /// The decoder embedding (tied) unless the file stores a separate `output.weight`.
+    lm_head: Linear,
+}
+
+impl Weights {
+    pub(crate) fn load(file: &GgufFile, cfg: &ModelConfig) -> Result<Self> {
+        let (e, d) = (&cfg.encoder, &cfg.decoder);
+        let norm =
+            |name: String, s: &StackConfig| Norm::load(file, &name, s.hidden, s.rms_norm_eps);
+        let enc_layers = (0..e.n_layers)
+            .map(|i| {
+                let p = format!("enc.blk.{i}");
+                Ok(EncoderLayer {
+                    kind: e.layer_kinds[i],
+                    pre_attn: norm(format!("{p}.attn_norm.weight"), e)?,
+                    attn: AttnProj::load(
+                        file,
+                        &format!("{p}.attn"),
+                        e.hidden,
+                        e.hidden,
+                        e.q_dim(),
+                        e.kv_dim(),
+                    )?,
+                    post_attn: norm(format!("{p}.post_attention_norm.weight"), e)?,
+                    pre_ffw: norm(format!("{p}.ffn_norm.weight"), e)?,
+                    mlp: Mlp::load(file, &p, e.hidden, e.ffn)?,
+                    post_ffw: norm(format!("{p}.post_ffw_norm.weight"), e)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let dec_layers = (0..d.n_layers)
+            .map(|i| {
+                let p = format!("dec.blk.{i}");
+                Ok(DecoderLayer {
+                    kind: d.layer_kinds[i],
+                    pre_self: norm(format!("{p}.attn_norm.weight"), d)?,
+                    self_attn: AttnProj::load(
+                        file,
+                        &format!("{p}.attn"),
+                        d.hidden,
+                        d.hidden,
+                        d.q_dim(),
+                        d.kv_dim(),
+                    )?,
+                    post_self: norm(format!("{p}.post_attention_norm.weight"), d)?,
+                    pre_cross: norm(format!("{p}.cross_attn_norm.weight"), d)?,
+                    // Cross-attention keys and values read the encoder's width.
+                    cross_attn: AttnProj::load(
+                        file,
+                        &format!("{p}.cross_attn"),
+                        d.hidden,
+                        e.hidden,
+                        d.q_dim(),
+                        d.kv_dim(),
+                    )?,
+                    post_cross: norm(format!("{p}.post_cross_attn_norm.weight"), d)?,
+                    pre_ffw: norm(format!("{p}.ffn_norm.weight"), d)?,
+                    mlp: Mlp::load(file, &p, d.hidden, d.ffn)?,
+                    post_ffw: norm(format!("{p}.post_ffw_norm.weight"), d)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let dec_embed = Linear::load(file, "dec.token_embd.weight", cfg.vocab_size, d.hidden)?;
+        let lm_head = match file.tensor_info("output.weight") {
+            Some(_) => Linear::load(file, "output.weight", cfg.vocab_size, d.hidden)?,
+            None => dec_embed.clone(),
+        };
+        Ok(Weights {
+            enc_embed: Linear::load(file, "enc.token_embd.weight", cfg.vocab_size, e.hidden)?,
+            enc_layers,
+            enc_norm: norm("enc.output_norm.weight".into(), e)?,
+            dec_embed,
+            dec_layers,
+            dec_norm: norm("dec.output_norm.weight".into(), d)?,
+            lm_head,
+        })
+    }
+
+    /// Weight bytes one decoder step reads: every decoder projection (cross-attention keys and
+    /// values excepted: they are computed once per input) and the LM head.
+    pub(crate) fn decode_weight_bytes(&self) -> usize {
+        let layers: usize = self
+            .dec_layers
+            .iter()
+            .map(|l| {
+                let a = &l.self_attn;
+                let c = &l.cross_attn;
+                a.q.n_bytes()
+                    + a.k.n_bytes()
+                    + a.v.n_bytes()
+                    + a.o.n_bytes()
+                    + c.q.n_bytes()
+                    + c.o.n_bytes()
+                    + l.mlp.gate.n_bytes()
+                    + l.mlp.up.n_bytes()
+                    + l.mlp.down.n_bytes()
+            })
+            .sum();
+        layers + self.lm_head.n_bytes()
+    }
+}
+
+fn heads(s: &StackConfig) -> Heads {
+    Heads {
+        n_heads: s.n_heads,
+        n_kv_heads: s.n_kv_heads,
+        head_dim: s.head_dim,
+    }
+}
+
+/// Encoder: all tokens at once, bidirectional; sliding layers see `|i - j| <= W` (transformers
+/// 5.24) or `|i - j| < W` (the original training code), as the file records.
+pub(crate) fn encode(
+    file: &GgufFile,
+    cfg: &ModelConfig,
+    w: &Weights,
+    ids: &[u32],
+) -> Result<Vec<f32>> {
+    let e = &cfg.encoder;
+    let n = ids.len();
+    let mut x = embed_tokens(file, &w.enc_embed, ids, embed_scale(e.hidden), e.hidden)?;
+    let window = e.sliding_window;
+    let inclusive = cfg.encoder_window_inclusive;
+    for layer in &w.enc_layers {
+        let rope_p = e.rope(layer.kind);
+        let rope = Rope::new(e.head_dim, rope_p.theta, rope_p.linear_factor);
+        let h = layer.pre_attn.applied(file, &x);
+        let mut q = layer.attn.q.forward(file, &h, n);
+        let mut k = layer.attn.k.forward(file, &h, n);
+        let v = layer.attn.v.forward(file, &h, n);
+        rope_rows(&rope, &mut q, e.head_dim, e.n_heads, 0);
+        rope_rows(&rope, &mut k, e.head_dim, e.n_kv_heads, 0);
+        let sliding = layer.kind == LayerKind::Sliding;
+        let allowed = move |i: usize, _: usize, j: usize| {
+            let dist = i.abs_diff(j);
+            !sliding
+                || if inclusive {
+                    dist <= window
+                } else {
+                    dist < window
+                }
+        };
+        let mut ctx = vec![0.0; n * e.q_dim()];
+        let keys = [KeySegment {
+            k: &k,
+            v: &v,
+            len: n,
+        }];
+        attention(
+            &q,
+            n,
+            &keys,
+            heads(e),
+            e.attn_scale(),
+            e.attn_logit_softcapping,
+            &allowed,
+            &mut ctx,
+        );
+        let mut out = layer.attn.o.forward(file, &ctx, n);
+        layer.post_attn.apply(file, &mut out);
+        ops::add_inplace(&mut x, &out);
+
+        let h = layer.pre_ffw.applied(file, &x);
+        let mut out = layer.mlp.forward(file, &h, n);
+        layer.post_ffw.apply(file, &mut out);
+        ops::add_inplace(&mut x, &out);
+    }
+    w.enc_norm.apply(file, &mut x);
+    Ok(x)
+}
+
+/// Cross-attention keys and values of every decoder layer, from the encoder output (no RoPE).
+pub(crate) fn cross_caches(
+    file: &GgufFile,
+    cfg: &ModelConfig,
+    w: &Weights,
+    enc: &EncoderOutput,
+) -> Vec<LayerCache> {
+    let d = &cfg.decoder;
+    w.dec_layers
+        .iter()
+        .map(|layer| {
+            let ck = layer.cross_attn.k.forward(file, &enc.hidden, enc.n_tokens);
+            let cv = layer.cross_attn.v.forward(file, &enc.hidden, enc.n_tokens);
+            let window = (layer.kind == LayerKind::Sliding).then_some(d.sliding_window);
+            LayerCache::new(window, d.kv_dim(), ck, cv, enc.n_tokens)
+        })
+        .collect()
+}
+
+/// Decoder: feeds `tokens` at positions `state.pos..` and returns their logits.
+pub(crate) fn decode(
+    file: &GgufFile,
+    cfg: &ModelConfig,
+    w: &Weights,
+    state: &mut DecoderState,
+    tokens: &[u32],
+) -> Result<Vec<f32>> {
+    let d = &cfg.decoder;
+    let n = tokens.len();
+    let pos0 = state.pos;
+    let mut y = embed_tokens(file, &w.dec_embed, tokens, embed_scale(d.hidden), d.hidden)?;
+    for (layer, cache) in w.dec_layers.iter().zip(&mut state.layers) {
+        // Causal self-attention over the cache, this call's positions included.
+        let rope_p = d.rope(layer.kind);
+        let rope = Rope::new(d.head_dim, rope_p.theta, rope_p.linear_factor);
+        let h = layer.pre_self.applied(file, &y);
+        let mut q = layer.self_attn.q.forward(file, &h, n);
+        let mut k = layer.self_attn.k.forward(file, &h, n);
+        let v = layer.self_attn.v.forward(file, &h, n);
+        rope_rows(&rope, &mut q, d.head_dim, d.n_heads, pos0);
+        rope_rows(&rope, &mut k, d.head_dim, d.n_kv_heads, pos0);
+        cache.append(&k, &v);
+        let mut ctx = vec![0.0; n * d.q_dim()];
+        {
+            let cache = &*cache;
+            let keys = [KeySegment {
+                k: &cache.k,
+                v: &cache.v,
+                len: cache.len(),
+            }];
+            let allowed = |i: usize, _: usize, j: usize| cache.allowed(pos0 + i, j);
+            attention(
+                &q,
+                n,
+                &keys,
+                heads(d),
+                d.attn_scale(),
+                d.attn_logit_softcapping,
+                &allowed,
+                &mut ctx,
+            );
+        }
+        let mut out = layer.self_attn.o.forward(file, &ctx, n);
+        layer.post_self.apply(file, &mut out);
+        ops::add_inplace(&mut y, &out);
+
+        // Cross-attention: no RoPE, no window, same scale and soft-cap.
+        let h = layer.pre_cross.applied(file, &y);
+        let q = layer.cross_attn.q.forward(file, &h, n);
+        let keys = [KeySegment {
+            k: &cache.cross_k,
+            v: &cache.cross_v,
+            len: cache.n_cross,
+        }];
+        attention(
+            &q,
+            n,
+            &keys,
+            heads(d),
+            d.attn_scale(),
+            d.attn_logit_softcapping,
+            &|_, _, _| true,
+            &mut ctx,
+        );
+        let mut out = layer.cross_attn.o.forward(file, &ctx, n);
+        layer.post_cross.apply(file, &mut out);
+        ops::add_inplace(&mut y, &out);
+
+        let h = layer.pre_ffw.applied(file, &y);
+        let mut out = layer.mlp.forward(file, &h, n);
+        layer.post_ffw.apply(file, &mut out);
+        ops::add_inplace(&mut y, &out);
+    }
+    w.dec_norm.apply(file, &mut y);
+    let mut logits = w.lm_head.forward(file, &y, n);
+    if let Some(cap) = cfg.final_logit_softcapping {
+        ops::softcap_inplace(&mut logits, cap);
+    }
+    Ok(logits)
+}

@@ -1,0 +1,292 @@
+//! T5Gemma 2 (text part): Gemma 3 blocks in an encoder-decoder. QK-norm before RoPE, RoPE per
+//! layer type, no attention soft-cap, one embedding shared by encoder, decoder and LM head, and
+//! a decoder whose single *merged* attention runs one softmax over its own causal keys and the
+//! encoder's keys (projected with the same k/v weights and k-norm, without RoPE).
+//!
+//! Encoder layer:  x += post_attn(SelfAttn(pre_attn(x)));  x += post_ffw(MLP(pre_ffw(x)))
+//! Decoder layer:  y += post_attn(MergedAttn(pre_attn(y), enc_out));  y += post_ffw(MLP(pre_ffw(y)))
+//! See `shared/reference/T5GEMMA_ARCHITECTURE.md` §2 for the exact math.
+
+use super::blocks::{
+    attention, embed_scale, embed_tokens, rope_rows, AttnProj, Heads, KeySegment, Linear, Mlp,
+    Norm, Vector,
+};
+use super::config::{LayerKind, ModelConfig, StackConfig};
+use super::{DecoderState, EncoderOutput, LayerCache};
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use crate::ops::{self, Rope};
+
+/// One layer (encoder and decoder layers have the same weights in T5Gemma 2).
+pub(crate) struct Layer {
+    kind: LayerKind,
+    pre_attn: Norm,
+    attn: AttnProj,
+    q_norm: Norm,
+    k_norm: Norm,
+    post_attn: Norm,
+    pre_ffw: Norm,
+    mlp: Mlp,
+    post_ffw: Norm,
+}
+
+impl Layer {
+    fn load(file: &GgufFile, prefix: &str, s: &StackConfig, kind: LayerKind) -> Result<Self> {
+        let norm = |name: &str, len: usize| {
+            Norm::load(
+                file,
+                &format!("{prefix}.{name}.weight"),
+                len,
+                s.rms_norm_eps,
+            )
+        };
+        Ok(Layer {
+            kind,
+            pre_attn: norm("attn_norm", s.hidden)?,
+            attn: AttnProj::load(
+                file,
+                &format!("{prefix}.attn"),
+                s.hidden,
+                s.hidden,
+                s.q_dim(),
+                s.kv_dim(),
+            )?,
+            q_norm: norm("attn_q_norm", s.head_dim)?,
+            k_norm: norm("attn_k_norm", s.head_dim)?,
+            post_attn: norm("post_attention_norm", s.hidden)?,
+            pre_ffw: norm("ffn_norm", s.hidden)?,
+            mlp: Mlp::load(file, prefix, s.hidden, s.ffn)?,
+            post_ffw: norm("post_ffw_norm", s.hidden)?,
+        })
+    }
+}
+
+/// Handles to every weight of a T5Gemma 2 file.
+pub struct Weights {
+    /// Shared by the encoder input, the decoder input and the LM head.
+    embed: Linear,
+    /// Replaces (unscaled) the embedding row of `eoi_token_id`.
+    eoi: Option<Vector>,
+    enc_layers: Vec<Layer>,
+    enc_norm: Norm,
+    dec_layers: Vec<Layer>,
+    dec_norm: Norm,
+}
+
+impl Weights {
+    pub(crate) fn load(file: &GgufFile, cfg: &ModelConfig) -> Result<Self> {
+        let (e, d) = (&cfg.encoder, &cfg.decoder);
+        let eoi = match cfg.eoi_token_id {
+            Some(_) => Some(Vector::load(file, "token_embd_eoi.weight", e.hidden)?),
+            None => None,
+        };
+        Ok(Weights {
+            embed: Linear::load(file, "token_embd.weight", cfg.vocab_size, e.hidden)?,
+            eoi,
+            enc_layers: (0..e.n_layers)
+                .map(|i| Layer::load(file, &format!("enc.blk.{i}"), e, e.layer_kinds[i]))
+                .collect::<Result<_>>()?,
+            enc_norm: Norm::load(file, "enc.output_norm.weight", e.hidden, e.rms_norm_eps)?,
+            dec_layers: (0..d.n_layers)
+                .map(|i| Layer::load(file, &format!("dec.blk.{i}"), d, d.layer_kinds[i]))
+                .collect::<Result<_>>()?,
+            dec_norm: Norm::load(file, "dec.output_norm.weight", d.hidden, d.rms_norm_eps)?,
+        })
+    }
+
+    /// Weight bytes one decoder step reads: every decoder projection and the LM head.
+    pub(crate) fn decode_weight_bytes(&self) -> usize {
+        let layers: usize = self
+            .dec_layers
+            .iter()
+            .map(|l| {
+                let a = &l.attn;
+                a.q.n_bytes()
+                    + a.k.n_bytes()
+                    + a.v.n_bytes()
+                    + a.o.n_bytes()
+                    + l.mlp.gate.n_bytes()
+                    + l.mlp.up.n_bytes()
+                    + l.mlp.down.n_bytes()
+            })
+            .sum();
+        layers + self.embed.n_bytes()
+    }
+}
+
+fn heads(s: &StackConfig) -> Heads {
+    Heads {
+        n_heads: s.n_heads,
+        n_kv_heads: s.n_kv_heads,
+        head_dim: s.head_dim,
+    }
+}
+
+/// `E[ids] * sqrt(H)`, with the eoi row replaced by the (unscaled) eoi vector.
+fn embed(file: &GgufFile, cfg: &ModelConfig, w: &Weights, ids: &[u32]) -> Result<Vec<f32>> {
+    let hidden = cfg.encoder.hidden;
+    let mut x = embed_tokens(file, &w.embed, ids, embed_scale(hidden), hidden)?;
+    if let (Some(eoi_id), Some(eoi)) = (cfg.eoi_token_id, &w.eoi) {
+        for (&id, row) in ids.iter().zip(x.chunks_exact_mut(hidden)) {
+            if id == eoi_id {
+                row.copy_from_slice(eoi.get(file));
+            }
+        }
+    }
+    Ok(x)
+}
+
+/// Projects `h` to queries and keys, normalizes each head, and applies RoPE from `pos0`.
+fn project_qkv(
+    file: &GgufFile,
+    s: &StackConfig,
+    layer: &Layer,
+    h: &[f32],
+    n: usize,
+    pos0: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let rope_p = s.rope(layer.kind);
+    let rope = Rope::new(s.head_dim, rope_p.theta, rope_p.linear_factor);
+    let mut q = layer.attn.q.forward(file, h, n);
+    let mut k = layer.attn.k.forward(file, h, n);
+    let v = layer.attn.v.forward(file, h, n);
+    layer.q_norm.apply(file, &mut q);
+    layer.k_norm.apply(file, &mut k);
+    rope_rows(&rope, &mut q, s.head_dim, s.n_heads, pos0);
+    rope_rows(&rope, &mut k, s.head_dim, s.n_kv_heads, pos0);
+    (q, k, v)
+}
+
+/// Encoder: all tokens at once; sliding layers see the asymmetric window
+/// `j ∈ [i - ((W+1)/2 - 1), i + W/2]` (W keys).
+pub(crate) fn encode(
+    file: &GgufFile,
+    cfg: &ModelConfig,
+    w: &Weights,
+    ids: &[u32],
+) -> Result<Vec<f32>> {
+    let e = &cfg.encoder;
+    let n = ids.len();
+    let mut x = embed(file, cfg, w, ids)?;
+    let left = e.sliding_window.div_ceil(2) - 1;
+    let right = e.sliding_window / 2;
+    for layer in &w.enc_layers {
+        let h = layer.pre_attn.applied(file, &x);
+        let (q, k, v) = project_qkv(file, e, layer, &h, n, 0);
+        let sliding = layer.kind == LayerKind::Sliding;
+        let allowed =
+            move |i: usize, _: usize, j: usize| !sliding || (j + left >= i && j <= i + right);
+        let mut ctx = vec![0.0; n * e.q_dim()];
+        let keys = [KeySegment {
+            k: &k,
+            v: &v,
+            len: n,
+        }];
+        attention(
+            &q,
+            n,
+            &keys,
+            heads(e),
+            e.attn_scale(),
+            None,
+            &allowed,
+            &mut ctx,
+        );
+        let mut out = layer.attn.o.forward(file, &ctx, n);
+        layer.post_attn.apply(file, &mut out);
+        ops::add_inplace(&mut x, &out);
+
+        let h = layer.pre_ffw.applied(file, &x);
+        let mut out = layer.mlp.forward(file, &h, n);
+        layer.post_ffw.apply(file, &mut out);
+        ops::add_inplace(&mut x, &out);
+    }
+    w.enc_norm.apply(file, &mut x);
+    Ok(x)
+}
+
+/// The encoder part of every decoder layer's merged attention: keys through the layer's own
+/// k-projection and k-norm (no RoPE), values through its v-projection. Computed once per input.
+pub(crate) fn cross_caches(
+    file: &GgufFile,
+    cfg: &ModelConfig,
+    w: &Weights,
+    enc: &EncoderOutput,
+) -> Vec<LayerCache> {
+    let d = &cfg.decoder;
+    w.dec_layers
+        .iter()
+        .map(|layer| {
+            let mut ck = layer.attn.k.forward(file, &enc.hidden, enc.n_tokens);
+            layer.k_norm.apply(file, &mut ck);
+            let cv = layer.attn.v.forward(file, &enc.hidden, enc.n_tokens);
+            let window = (layer.kind == LayerKind::Sliding).then_some(d.sliding_window);
+            LayerCache::new(window, d.kv_dim(), ck, cv, enc.n_tokens)
+        })
+        .collect()
+}
+
+/// Decoder: feeds `tokens` at positions `state.pos..` and returns their logits.
+pub(crate) fn decode(
+    file: &GgufFile,
+    cfg: &ModelConfig,
+    w: &Weights,
+    state: &mut DecoderState,
+    tokens: &[u32],
+) -> Result<Vec<f32>> {
+    let d = &cfg.decoder;
+    let n = tokens.len();
+    let pos0 = state.pos;
+    if cfg.eoi_token_id.is_some() && w.eoi.is_none() {
+        return Err(Error::tensor("token_embd_eoi.weight", "missing"));
+    }
+    let mut y = embed(file, cfg, w, tokens)?;
+    for (layer, cache) in w.dec_layers.iter().zip(&mut state.layers) {
+        let h = layer.pre_attn.applied(file, &y);
+        let (q, k, v) = project_qkv(file, d, layer, &h, n, pos0);
+        cache.append(&k, &v);
+        let mut ctx = vec![0.0; n * d.q_dim()];
+        {
+            // One softmax over [own causal keys ; encoder keys].
+            let cache = &*cache;
+            let keys = [
+                KeySegment {
+                    k: &cache.k,
+                    v: &cache.v,
+                    len: cache.len(),
+                },
+                KeySegment {
+                    k: &cache.cross_k,
+                    v: &cache.cross_v,
+                    len: cache.n_cross,
+                },
+            ];
+            let allowed =
+                |i: usize, segment: usize, j: usize| segment == 1 || cache.allowed(pos0 + i, j);
+            attention(
+                &q,
+                n,
+                &keys,
+                heads(d),
+                d.attn_scale(),
+                None,
+                &allowed,
+                &mut ctx,
+            );
+        }
+        let mut out = layer.attn.o.forward(file, &ctx, n);
+        layer.post_attn.apply(file, &mut out);
+        ops::add_inplace(&mut y, &out);
+
+        let h = layer.pre_ffw.applied(file, &y);
+        let mut out = layer.mlp.forward(file, &h, n);
+        layer.post_ffw.apply(file, &mut out);
+        ops::add_inplace(&mut y, &out);
+    }
+    w.dec_norm.apply(file, &mut y);
+    let mut logits = w.embed.forward(file, &y, n);
+    if let Some(cap) = cfg.final_logit_softcapping {
+        ops::softcap_inplace(&mut logits, cap);
+    }
+    Ok(logits)
+}
