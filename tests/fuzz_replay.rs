@@ -28,7 +28,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().map_or(true, |e| e != "md") {
+            } else if path.extension().is_none_or(|e| e != "md") {
                 out.push(path);
             }
         }
