@@ -28,7 +28,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().map_or(true, |e| e != "md") {
+            } else if path.extension().is_none_or(|e| e != "md") {
                 out.push(path);
             }
         }
@@ -89,6 +89,20 @@ fn fuzz_regressions_replay() {
         let target = target_of(&base, &file);
         let _ = replay(&target, &file);
     }
+}
+
+/// Replays a local, gitignored `fuzz/corpus/**` (what `tools/fuzz.sh` grew) without nightly:
+/// `cargo test --test fuzz_replay -- --ignored --nocapture replay_local_corpus`.
+#[test]
+#[ignore = "needs a local fuzz/corpus"]
+fn replay_local_corpus() {
+    let base = root().join("fuzz/corpus");
+    let (mut total, mut accepted) = (0, 0);
+    for file in files_under(&base) {
+        total += 1;
+        accepted += usize::from(replay(&target_of(&base, &file), &file) == Some(true));
+    }
+    println!("replayed {total} corpus files, {accepted} accepted");
 }
 
 /// The seed files: small, valid, and together covering every value type, every tensor type,
