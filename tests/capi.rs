@@ -69,14 +69,36 @@ fn header_declares_exactly_the_exported_functions() {
     assert!(signatures(&exported).len() >= 7);
 }
 
+/// `cargo test` builds the library only as an rlib for the tests; build the shared library
+/// the C program links against (once, whichever test gets here first).
+fn ensure_cdylib(lib_dir: &Path) {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        if lib_dir.join("libt5g.so").exists() {
+            return;
+        }
+        let release = lib_dir.file_name().is_some_and(|n| n == "release");
+        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo
+            .args(["build", "--lib", "-p", "t5g"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if release {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("cargo runs");
+        assert!(status.success(), "cargo build --lib failed");
+    });
+    assert!(
+        lib_dir.join("libt5g.so").exists(),
+        "no libt5g.so in {}",
+        lib_dir.display()
+    );
+}
+
 fn build_example(dir: &Path) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib_dir = target_dir();
-    assert!(
-        lib_dir.join("libt5g.so").exists(),
-        "cargo did not build the cdylib in {}",
-        lib_dir.display()
-    );
+    ensure_cdylib(&lib_dir);
     let exe = dir.join("example");
     let status = Command::new("gcc")
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g"])

@@ -311,3 +311,47 @@ fn corrupted_headers_never_panic() {
     }
     assert!(failures > 0);
 }
+
+#[test]
+fn nan_block_scales_are_reported_not_printed_as_text() {
+    let dir = fixture_dirs()
+        .into_iter()
+        .find(|d| name(d) == "t5gemma_balanced")
+        .unwrap();
+    let model = convert_fixture(&dir, GgmlType::Q8_0, true);
+    let file = t5g::gguf::GgufFile::open(&model).unwrap();
+    // Row 0 of the tied LM head: its logit is NaN at every step. (A NaN inside a hidden
+    // layer can vanish: activation quantization maps NaN to 0.)
+    let at = file
+        .tensor_info("dec.token_embd.weight")
+        .unwrap()
+        .range
+        .start;
+    drop(file);
+    let mut bytes = std::fs::read(&model).unwrap();
+    bytes[at..at + 2].copy_from_slice(&half::f16::NAN.to_le_bytes());
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("nan.gguf");
+    std::fs::write(&bad, &bytes).unwrap();
+    let err = assert_clean_error(
+        &t5g(&["info", bad.to_str().unwrap(), "--verify"]),
+        1,
+        "info --verify",
+    );
+    assert!(err.contains("dec.token_embd.weight"), "{err}");
+    let err = assert_clean_error(
+        &t5g(&[
+            "generate",
+            "-m",
+            bad.to_str().unwrap(),
+            "--input-ids",
+            "5,6,7",
+            "-n",
+            "4",
+            "--ids",
+        ]),
+        1,
+        "generate",
+    );
+    assert!(err.contains("NaN"), "{err}");
+}

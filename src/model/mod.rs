@@ -251,6 +251,14 @@ impl Model {
                 t5gemma2::decode(&self.file, &self.config, w, state, tokens)?
             }
         };
+        if logits.iter().any(|x| x.is_nan()) {
+            // NaN/Inf weights (a corrupt or hostile file) poison every later step; say so
+            // instead of printing garbage.
+            return Err(Error::format(
+                self.file.path(),
+                "the model produced NaN logits: its weights are corrupt (check with `t5g info --verify`)",
+            ));
+        }
         state.pos += tokens.len();
         for layer in &mut state.layers {
             layer.trim(state.pos);
@@ -269,6 +277,11 @@ impl Model {
             FamilyWeights::T5Gemma(w) => w.decode_weight_bytes(),
             FamilyWeights::T5Gemma2(w) => w.decode_weight_bytes(),
         }
+    }
+
+    /// Scans every quantized block scale for NaN/Inf (reads the whole file once).
+    pub fn verify_weights(&self) -> Result<()> {
+        crate::quant::validate_all_quantized_scales(&self.file)
     }
 
     /// Count of tensors per storage type.

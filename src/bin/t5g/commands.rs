@@ -29,7 +29,10 @@ pub enum Command {
 #[derive(Args)]
 pub struct InfoArgs {
     /// The model file.
-    model: PathBuf,
+    model: String,
+    /// Also read every quantized block and check its scale is finite.
+    #[arg(long)]
+    verify: bool,
 }
 
 #[derive(Args, Debug)]
@@ -151,7 +154,8 @@ fn parse_ids(flag: &str, s: &str) -> Result<Vec<u32>, CliError> {
 }
 
 fn info(a: InfoArgs) -> Result<(), CliError> {
-    let model = Model::load(&a.model)?;
+    let path = model_path(&a.model)?;
+    let model = Model::load(&path)?;
     let cfg = model.config();
     let file = model.file();
     let mut out = String::new();
@@ -159,7 +163,7 @@ fn info(a: InfoArgs) -> Result<(), CliError> {
     let _ = writeln!(
         out,
         "file:         {} ({} bytes)",
-        a.model.display(),
+        path.display(),
         file.file_size()
     );
     let _ = writeln!(out, "family:       {}", cfg.family.arch());
@@ -253,6 +257,10 @@ fn info(a: InfoArgs) -> Result<(), CliError> {
         Err(_) => {
             let _ = writeln!(out, "tokenizer:    none (token ids only)");
         }
+    }
+    if a.verify {
+        model.verify_weights()?;
+        let _ = writeln!(out, "verified:     every quantized block scale is finite");
     }
     print!("{out}");
     Ok(())
