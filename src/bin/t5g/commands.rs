@@ -18,11 +18,13 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Print encoder states and teacher-forced logits as JSON.
     Logits(LogitsArgs),
+    /// Download a Hugging Face checkpoint, convert it, and cache the GGUF.
+    Pull(crate::pull::PullArgs),
 }
 
 #[derive(Args)]
 pub struct InfoArgs {
-    /// The model file.
+    /// The model file, or a pulled model's name (`org/name[:type]`).
     model: PathBuf,
 }
 
@@ -35,7 +37,7 @@ pub struct ThreadArgs {
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// The model file.
+    /// The model file, or a pulled model's name (`org/name[:type]`).
     #[arg(short = 'm', long)]
     model: PathBuf,
     /// Encoder input as comma-separated token ids.
@@ -56,7 +58,7 @@ pub struct GenerateArgs {
 
 #[derive(Args)]
 pub struct LogitsArgs {
-    /// The model file.
+    /// The model file, or a pulled model's name (`org/name[:type]`).
     #[arg(short = 'm', long)]
     model: PathBuf,
     /// Encoder input as comma-separated token ids.
@@ -79,6 +81,7 @@ pub fn run(command: Command) -> Result<(), CliError> {
         Command::Info(a) => info(a),
         Command::Generate(a) => generate(a),
         Command::Logits(a) => logits(a),
+        Command::Pull(a) => crate::pull::run(a),
     }
 }
 
@@ -118,7 +121,8 @@ fn parse_ids(flag: &str, s: &str) -> Result<Vec<u32>, CliError> {
 }
 
 fn info(a: InfoArgs) -> Result<(), CliError> {
-    let model = Model::load(&a.model)?;
+    let path = t5g::hub::resolve_model_path(&a.model)?;
+    let model = Model::load(&path)?;
     let cfg = model.config();
     let file = model.file();
     let mut out = String::new();
@@ -126,7 +130,7 @@ fn info(a: InfoArgs) -> Result<(), CliError> {
     let _ = writeln!(
         out,
         "file:         {} ({} bytes)",
-        a.model.display(),
+        path.display(),
         file.file_size()
     );
     let _ = writeln!(out, "family:       {}", cfg.family.arch());
@@ -234,7 +238,7 @@ fn generate(a: GenerateArgs) -> Result<(), CliError> {
             a.max_new_tokens
         )));
     }
-    let model = Model::load(&a.model)?;
+    let model = Model::load(&t5g::hub::resolve_model_path(&a.model)?)?;
     let stdout = std::io::stdout();
     let mut first = true;
     let mut on_token = |id: u32| {
@@ -260,7 +264,7 @@ fn logits(a: LogitsArgs) -> Result<(), CliError> {
     set_threads(&a.threads)?;
     let input = parse_ids("--input-ids", &a.input_ids)?;
     let decoder = parse_ids("--decoder-ids", &a.decoder_ids)?;
-    let model = Model::load(&a.model)?;
+    let model = Model::load(&t5g::hub::resolve_model_path(&a.model)?)?;
     let encoded = model.encode(&input)?;
     let mut state = model.start_decoder(&encoded)?;
     let logits = model.decode(&mut state, &decoder)?;

@@ -2,6 +2,7 @@
 
 mod commands;
 mod convert_cmd;
+mod pull;
 
 use clap::Parser;
 use std::process::ExitCode;
