@@ -41,6 +41,9 @@ pub enum Error {
     /// A bad request from the caller: out-of-range token ids, empty input, impossible lengths.
     #[error("{0}")]
     Invalid(String),
+    /// A failure talking to the Hugging Face Hub (or a mirror): what went wrong and what to do.
+    #[error("{0}")]
+    Hub(String),
     /// The caller cancelled the operation.
     #[error("cancelled")]
     Cancelled,

@@ -24,6 +24,8 @@ pub enum Command {
     Tokenize(TokenizeArgs),
     /// Print encoder states and teacher-forced logits as JSON.
     Logits(LogitsArgs),
+    /// Download a Hugging Face checkpoint, convert it, and cache the GGUF.
+    Pull(crate::pull::PullArgs),
 }
 
 #[derive(Args)]
@@ -112,12 +114,13 @@ pub fn run(command: Command) -> Result<(), CliError> {
         Command::Summarize(a) => crate::summarize_cmd::run(a),
         Command::Tokenize(a) => tokenize(a),
         Command::Logits(a) => logits(a),
+        Command::Pull(a) => crate::pull::run(a),
     }
 }
 
-/// The path of a model argument.
+/// The path of a `-m` argument: a file, or the name of a pulled model (`org/name[:type]`).
 pub fn model_path(arg: &str) -> Result<PathBuf, CliError> {
-    Ok(PathBuf::from(arg))
+    Ok(t5g::hub::resolve_model(arg)?)
 }
 
 /// Applies `-t` to the global thread pool.

@@ -3,6 +3,7 @@
 mod commands;
 mod convert_cmd;
 mod gen_flags;
+mod pull;
 mod summarize_cmd;
 
 use clap::Parser;
