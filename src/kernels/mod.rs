@@ -206,13 +206,10 @@ impl Panel {
         for (i, row) in w.chunks_exact(bpr).enumerate() {
             for (b, blk) in row.iter().enumerate() {
                 self.d[b * rows + i] = blk.d.to_f32();
-                for e in 0..QK {
-                    let q = if e < QK / 2 {
-                        blk.qs[e] & 0x0f
-                    } else {
-                        blk.qs[e - QK / 2] >> 4
-                    };
-                    self.qs[((b * 8 + e / 4) * rows + i) * 4 + e % 4] = q;
+                for (j, &q) in blk.qs.iter().enumerate() {
+                    let (lo, hi) = (j, j + QK / 2);
+                    self.qs[((b * 8 + lo / 4) * rows + i) * 4 + lo % 4] = q & 0x0f;
+                    self.qs[((b * 8 + hi / 4) * rows + i) * 4 + hi % 4] = q >> 4;
                 }
             }
         }

@@ -1,11 +1,14 @@
 //! Every SIMD level against the scalar reference, matmul against an f64 reference, and
 //! thread-count independence.
 //!
-//! Tolerance: integer block sums are exact at every level, so levels differ only in the order
-//! (and fusing) of fp32 scale-accumulation. Differences are bounded by
-//! `TOL · Σ |term|` (terms: per-block `isum · d_w · d_x`, or `w · x` for float weights), with
-//! `TOL = 1e-5` — about 80 ulps of the terms' magnitude, far above the ~n·2^-24 the reordering
-//! can cost for these lengths and far below any real kernel bug.
+//! Tolerance: integer products and sums are exact at every level; levels differ only in how the
+//! integer partial sums are scaled and accumulated in fp32 (the dot kernels, like ggml's, scale
+//! each vector lane's partial block sum before the lanes are added; the panel kernels scale
+//! whole block sums; the scalar reference scales whole block sums in a different order).
+//! Differences are bounded by `TOL · Σ_i |w_i · x_i|` over the dequantized elementwise
+//! products, the usual bound for a reordered floating-point dot product, with `TOL = 1e-5`
+//! (about 170 × 2^-24: room for the reordering of up to ~2000-element rows, far below any
+//! real kernel bug, which shows up at the size of one product).
 
 use super::*;
 use crate::quant::{quantize_row_q4_0, quantize_row_q8_0};
@@ -79,7 +82,7 @@ fn abs_terms_q8(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f64 {
             let s: i64 =
                 a.qs.iter()
                     .zip(&b.qs)
-                    .map(|(&p, &q)| p as i64 * q as i64)
+                    .map(|(&p, &q)| (p as i64 * q as i64).abs())
                     .sum();
             (s as f64 * a.d.to_f64() * b.d.to_f64()).abs()
         })

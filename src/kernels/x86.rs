@@ -265,7 +265,7 @@ unsafe fn dot_f_avx512<T: Copy>(
 macro_rules! panel_kernel {
     ($name:ident, $feat:literal, $rows:literal, $vi:ty, $zero_i:ident, $set1_i:ident,
      $loadu_i:ident, $dot4:ident, $zero_f:ident, $set1_f:ident, $loadu_f:ident, $storeu_f:ident,
-     $mul:ident, $fmadd:ident, $cvt:ident) => {
+     $mul:ident, $fmadd:ident, $cvt:ident, $add_i:ident) => {
         #[target_feature(enable = $feat)]
         pub(super) unsafe fn $name<const T: usize>(
             p: &Panel,
@@ -281,16 +281,24 @@ macro_rules! panel_kernel {
             let xs = x.sum.as_ptr().add(t0 * bpr);
             let mut acc = [$zero_f(); T];
             for b in 0..bpr {
+                // Two integer chains per token (even and odd k) so the accumulate latency of
+                // `vpdpbusd` does not bound the loop; their sum is exact.
                 let mut ai: [$vi; T] = [$zero_i(); T];
+                let mut aj: [$vi; T] = [$zero_i(); T];
                 for (t, a) in ai.iter_mut().enumerate() {
                     *a = $set1_i(-p.offset * *xs.add(t * bpr + b));
                 }
-                for k in 0..8 {
+                for k in (0..8).step_by(2) {
                     let wv = $loadu_i(wq.add((b * 8 + k) * $rows * 4) as *const _);
-                    for (t, a) in ai.iter_mut().enumerate() {
+                    let wu = $loadu_i(wq.add((b * 8 + k + 1) * $rows * 4) as *const _);
+                    for t in 0..T {
                         let xp = (*xq.add(t * bpr + b)).qs.as_ptr().add(4 * k) as *const i32;
-                        *a = $dot4(*a, wv, $set1_i(xp.read_unaligned()));
+                        ai[t] = $dot4(ai[t], wv, $set1_i(xp.read_unaligned()));
+                        aj[t] = $dot4(aj[t], wu, $set1_i(xp.add(1).read_unaligned()));
                     }
+                }
+                for t in 0..T {
+                    ai[t] = $add_i(ai[t], aj[t]);
                 }
                 let dw = $loadu_f(wd.add(b * $rows));
                 for (t, a) in acc.iter_mut().enumerate() {
@@ -384,7 +392,8 @@ mod avx2 {
         _mm256_storeu_ps,
         _mm256_mul_ps,
         _mm256_fmadd_ps,
-        _mm256_cvtepi32_ps
+        _mm256_cvtepi32_ps,
+        _mm256_add_epi32
     );
 }
 
@@ -467,7 +476,8 @@ mod avx512 {
         _mm512_storeu_ps,
         _mm512_mul_ps,
         _mm512_fmadd_ps,
-        _mm512_cvtepi32_ps
+        _mm512_cvtepi32_ps,
+        _mm512_add_epi32
     );
 }
 
@@ -525,7 +535,8 @@ mod vnni {
         _mm512_storeu_ps,
         _mm512_mul_ps,
         _mm512_fmadd_ps,
-        _mm512_cvtepi32_ps
+        _mm512_cvtepi32_ps,
+        _mm512_add_epi32
     );
 }
 
