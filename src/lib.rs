@@ -12,6 +12,7 @@ pub mod convert;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+#[cfg(feature = "hub")]
 pub mod hub;
 pub mod kernels;
 pub mod model;

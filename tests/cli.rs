@@ -355,3 +355,62 @@ fn nan_block_scales_are_reported_not_printed_as_text() {
     );
     assert!(err.contains("NaN"), "{err}");
 }
+
+#[test]
+fn every_kernel_level_and_thread_count_gives_the_same_greedy_output() {
+    for dir in fixture_dirs() {
+        for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
+            let model = convert_fixture(&dir, ty, true);
+            let input = "5,9,33,100,7,250,11,19,402,8,77,301,44,12,6,93,120,17";
+            let mut outputs = Vec::new();
+            for level in t5g::kernels::supported_levels() {
+                for threads in ["1", "2"] {
+                    let out = Command::new(env!("CARGO_BIN_EXE_t5g"))
+                        .args([
+                            "generate",
+                            "-m",
+                            model.to_str().unwrap(),
+                            "--input-ids",
+                            input,
+                            "-n",
+                            "10",
+                            "--ids",
+                        ])
+                        .args(["-t", threads])
+                        .env("T5G_KERNEL", level.name())
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    outputs.push((
+                        level.name(),
+                        threads,
+                        String::from_utf8(out.stdout).unwrap(),
+                    ));
+                }
+            }
+            for (level, threads, ids) in &outputs {
+                assert_eq!(
+                    ids,
+                    &outputs[0].2,
+                    "{} {ty}: {level} with {threads} threads",
+                    name(&dir)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn unsupported_kernel_level_is_a_usage_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_t5g"))
+        .args(["info", "x.gguf"])
+        .env("T5G_KERNEL", "sve9000")
+        .output()
+        .unwrap();
+    let err = assert_clean_error(&out, 2, "T5G_KERNEL");
+    assert!(err.contains("T5G_KERNEL"), "{err}");
+}

@@ -170,6 +170,16 @@ fn info(a: InfoArgs) -> Result<(), CliError> {
         file.file_size()
     );
     let _ = writeln!(out, "family:       {}", cfg.family.arch());
+    let _ = writeln!(
+        out,
+        "kernels:      {} (of {})",
+        t5g::kernels::level().name(),
+        t5g::kernels::supported_levels()
+            .iter()
+            .map(|l| l.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     if let Ok(Some(name)) = file.opt_str("general.name") {
         let _ = writeln!(out, "name:         {name}");
     }

@@ -64,6 +64,14 @@ fn main() -> ExitCode {
             msg.replace('\n', " ")
         );
     }));
+    // A bad T5G_KERNEL is the caller's mistake: refuse it up front rather than warn later.
+    match t5g::kernels::detect() {
+        Ok(level) => t5g::kernels::set_level(level).expect("detect returns a supported level"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let outcome = std::panic::catch_unwind(|| commands::run(cli.command));
     let outcome = outcome.unwrap_or(Err(CliError::Panicked));
     match outcome {
