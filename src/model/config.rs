@@ -251,17 +251,18 @@ impl ModelConfig {
     /// Reads and validates the hyperparameters of a t5g GGUF file.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let arch = file.get_str("general.architecture")?;
-        let family =
-            match arch {
-                "t5gemma" => Family::T5Gemma,
-                "t5gemma2" => Family::T5Gemma2,
-                other => return Err(Error::metadata(
+        let family = match arch {
+            "t5gemma" => Family::T5Gemma,
+            "t5gemma2" => Family::T5Gemma2,
+            other => {
+                return Err(Error::metadata(
                     "general.architecture",
                     format!(
                         "`{other}` is not an encoder-decoder family t5g runs (t5gemma, t5gemma2)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let encoder = StackConfig::read(file, arch, "encoder")?;
         let decoder = StackConfig::read(file, arch, "decoder")?;
         let vocab_key = format!("{arch}.vocab_size");

@@ -16,6 +16,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Print encoder states and teacher-forced logits as JSON.
     Logits(LogitsArgs),
+    /// Measure encoder and decoder throughput (on a file or a synthetic model).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -76,6 +78,7 @@ pub fn run(command: Command) -> Result<(), CliError> {
         Command::Info(a) => info(a),
         Command::Generate(a) => generate(a),
         Command::Logits(a) => logits(a),
+        Command::Bench(a) => crate::bench::run(a),
     }
 }
 
