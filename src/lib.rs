@@ -2,11 +2,12 @@
 //!
 //! Data flows one way: a GGUF file ([`gguf`]) is memory-mapped, its weights are viewed in
 //! place by a model ([`model`]), whose forward pass calls the operations in [`ops`] and the
-//! matrix kernels in [`kernels`].
+//! matrix kernels in [`kernels`]. [`convert`] writes such files from Hugging Face checkpoints.
 
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod convert;
 pub mod error;
 pub mod generate;
 pub mod gguf;
@@ -14,5 +15,6 @@ pub mod kernels;
 pub mod model;
 pub mod ops;
 pub mod quant;
+pub mod tokenizer;
 
 pub use error::{Error, Result};

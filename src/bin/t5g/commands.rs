@@ -10,6 +10,8 @@ use t5g::model::Model;
 /// The subcommands.
 #[derive(Subcommand)]
 pub enum Command {
+    /// Convert a Hugging Face checkpoint directory into one GGUF file.
+    Convert(crate::convert_cmd::ConvertArgs),
     /// Show a model file's architecture, sizes, weight types and tokenizer.
     Info(InfoArgs),
     /// Generate from an input (greedy).
@@ -75,6 +77,7 @@ pub struct LogitsArgs {
 /// Runs a parsed command.
 pub fn run(command: Command) -> Result<(), CliError> {
     match command {
+        Command::Convert(a) => Ok(crate::convert_cmd::run(a)?),
         Command::Info(a) => info(a),
         Command::Generate(a) => generate(a),
         Command::Logits(a) => logits(a),

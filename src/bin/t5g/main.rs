@@ -2,6 +2,7 @@
 
 mod bench;
 mod commands;
+mod convert_cmd;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ pub enum CliError {
     Usage(String),
     /// Anything that went wrong while running.
     Runtime(String),
+    /// A bug: the panic hook has already printed the `error:` line.
+    Panicked,
 }
 
 impl From<t5g::Error> for CliError {
@@ -37,16 +40,33 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            // clap renders several lines (usage, hints); the contract is one `error:` line.
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("error: bad arguments");
-            let line = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("error: {line}");
+            eprintln!("{}", convert_cmd::usage_error_line(&e));
             return ExitCode::from(2);
         }
     };
-    match commands::run(cli.command) {
+    // Bad input must end in an `error:` line, never a backtrace; a panic is a bug, and even
+    // then the user gets one line.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error{at}: {} (please report this)",
+            msg.replace('\n', " ")
+        );
+    }));
+    let outcome = std::panic::catch_unwind(|| commands::run(cli.command));
+    let outcome = outcome.unwrap_or_else(|_| Err(CliError::Panicked));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Panicked) => ExitCode::from(1),
         Err(CliError::Usage(msg)) => {
             eprintln!("error: {msg}");
             ExitCode::from(2)
