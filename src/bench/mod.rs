@@ -231,6 +231,8 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchReport> {
         b.3 = b.3.min(decode_s);
     }
     let (encode_s, cross_kv_s, first_decode_step_s, decode_s) = best.expect("runs >= 1");
+    // Before the ceilings: the bandwidth probe allocates a large buffer of its own.
+    let peak_rss_bytes = peak_rss_bytes();
 
     let ceilings = if opts.ceilings {
         measure_ceilings()
@@ -271,7 +273,7 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchReport> {
         first_decode_step_s,
         decode_s,
         decode_tokens_per_s,
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes,
         decoder_cache_bytes: cache_bytes,
         decode_weight_bytes_per_token,
         read_bandwidth_bytes_per_s: ceilings.read_bandwidth_bytes_per_s,
