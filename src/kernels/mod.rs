@@ -4,13 +4,37 @@
 //! supported type. [`matmul`] computes `y[t, r] = Σ_c W[r, c] · x[t, c]` for a batch of token
 //! rows; quantized weights are multiplied against activations quantized once per call to Q8_0.
 
+//!
+//! Kernels come in [`KernelLevel`]s (scalar, AVX2, AVX-512, AVX-512 VNNI, NEON, dotprod), chosen
+//! at run time from the CPU's features ([`level`], [`set_level`], `T5G_KERNEL`). Every level
+//! computes each output element in one thread in a fixed order, so results do not depend on the
+//! thread count; levels differ from each other only by fp32 rounding (the integer block sums
+//! are exact).
+//!
+//! Two paths for quantized weights:
+//! - *dot*: one row · one activation vector, block by block like ggml's `vec_dot_q4_0_q8_0`.
+//!   Used for the decoder step (`n_tokens` < [`PANEL_MIN_TOKENS`]), where reading each weight
+//!   byte once is all that matters; rows are split across threads in a few big chunks.
+//! - *panel*: for the encoder, `R` (8 or 16) weight rows are repacked per call into a
+//!   lane-interleaved, nibble-expanded panel that stays in L1 while every token streams past it;
+//!   the micro-kernel (`vpdpbusd`/`maddubs`) produces `R` rows × 4 tokens at once.
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+pub mod ceiling;
+mod level;
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use level::{detect, level, set_level, supported_levels, KernelLevel};
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, TensorView};
 use crate::quant::{self, BlockQ4_0, BlockQ8_0, QK};
 use half::{bf16, f16};
 use rayon::prelude::*;
+use std::cell::Cell;
 
 /// A 2-D weight matrix view: `rows` outputs, each a contiguous row of `cols` inputs.
 #[derive(Clone, Copy, Debug)]
@@ -94,48 +118,381 @@ fn cast<T: bytemuck::Pod>(raw: &[u8]) -> &[T] {
 /// Quantizes each of `n_tokens` activation rows of length `cols` to Q8_0.
 pub fn quantize_activations(x: &[f32], cols: usize) -> Vec<BlockQ8_0> {
     let mut blocks = vec![bytemuck::Zeroable::zeroed(); x.len() / QK];
-    blocks
-        .par_chunks_mut(cols / QK)
-        .zip(x.par_chunks(cols))
-        .for_each(|(b, row)| quant::quantize_row_q8_0(row, b));
+    quantize_into(x, cols, &mut blocks);
     blocks
 }
 
-/// `y[t * rows + r] = Σ_c W[r, c] · x[t * cols + c]` for `t < n_tokens`.
-pub fn matmul(w: &MatRef, x: &[f32], n_tokens: usize, y: &mut [f32]) {
-    assert_eq!(x.len(), n_tokens * w.cols, "matmul: activation shape");
-    assert_eq!(y.len(), n_tokens * w.rows, "matmul: output shape");
-    let xq = match w.ty {
-        GgmlType::Q8_0 | GgmlType::Q4_0 => quantize_activations(x, w.cols),
-        _ => Vec::new(),
-    };
-    let bpr = w.cols / QK;
-    let dot = |r: usize, t: usize| -> f32 {
-        let raw = w.row(r);
-        match w.ty {
-            GgmlType::F32 => scalar::dot_f32(cast(raw), &x[t * w.cols..(t + 1) * w.cols]),
-            GgmlType::F16 => scalar::dot_f16_f32(cast(raw), &x[t * w.cols..(t + 1) * w.cols]),
-            GgmlType::BF16 => scalar::dot_bf16_f32(cast(raw), &x[t * w.cols..(t + 1) * w.cols]),
-            GgmlType::Q8_0 => {
-                scalar::dot_q8_0_q8_0(cast::<BlockQ8_0>(raw), &xq[t * bpr..(t + 1) * bpr])
-            }
-            GgmlType::Q4_0 => {
-                scalar::dot_q4_0_q8_0(cast::<BlockQ4_0>(raw), &xq[t * bpr..(t + 1) * bpr])
-            }
-            other => unreachable!("{other} rejected by MatRef::from_view"),
+fn quantize_into(x: &[f32], cols: usize, blocks: &mut [BlockQ8_0]) {
+    let bpr = cols / QK;
+    if x.len() <= 4 * cols {
+        for (b, row) in blocks.chunks_mut(bpr).zip(x.chunks(cols)) {
+            quant::quantize_row_q8_0(row, b);
         }
-    };
-    if n_tokens == 1 {
-        y.par_chunks_mut(64).enumerate().for_each(|(chunk, ys)| {
-            for (i, yv) in ys.iter_mut().enumerate() {
-                *yv = dot(chunk * 64 + i, 0);
-            }
-        });
     } else {
-        y.par_chunks_mut(w.rows).enumerate().for_each(|(t, ys)| {
-            for (r, yv) in ys.iter_mut().enumerate() {
-                *yv = dot(r, t);
-            }
-        });
+        blocks
+            .par_chunks_mut(bpr)
+            .zip(x.par_chunks(cols))
+            .for_each(|(b, row)| quant::quantize_row_q8_0(row, b));
     }
 }
+
+/// Activations quantized once per matmul call, plus what the panel kernels need per block.
+#[derive(Default)]
+pub(crate) struct QActs {
+    /// Blocks per token.
+    pub bpr: usize,
+    /// `n_tokens * bpr` blocks.
+    pub q: Vec<BlockQ8_0>,
+    /// The block scales as f32 (panel path only).
+    pub d: Vec<f32>,
+    /// Σ qs of each block (panel path only): the correction for unsigned weight offsets.
+    pub sum: Vec<i32>,
+}
+
+impl QActs {
+    fn quantize(&mut self, x: &[f32], cols: usize, with_sums: bool) {
+        let n = x.len() / QK;
+        self.bpr = cols / QK;
+        self.q.clear();
+        self.q.resize(n, bytemuck::Zeroable::zeroed());
+        quantize_into(x, cols, &mut self.q);
+        self.d.clear();
+        self.sum.clear();
+        if with_sums {
+            self.d.extend(self.q.iter().map(|b| b.d.to_f32()));
+            self.sum.extend(
+                self.q
+                    .iter()
+                    .map(|b| b.qs.iter().map(|&v| v as i32).sum::<i32>()),
+            );
+        }
+    }
+}
+
+/// Quantized weight rows repacked for a panel micro-kernel: for block `b`, 4-byte group `k`
+/// (elements `4k..4k+4`) and panel row `i`, the unsigned bytes sit at `((b * 8 + k) * R + i) * 4`,
+/// so one vector load holds the same 4 elements of `R` rows. Q4_0 nibbles are stored as 0..=15
+/// (offset 8), Q8_0 bytes as `q ^ 0x80` = q + 128 (offset 128); the kernels subtract
+/// `offset * Σ x` per block, exactly, in integers.
+#[derive(Default)]
+pub(crate) struct Panel {
+    /// Rows per panel (the vector width in i32 lanes).
+    pub rows: usize,
+    /// Blocks per row.
+    pub bpr: usize,
+    /// 8 for Q4_0, 128 for Q8_0.
+    pub offset: i32,
+    /// `bpr * 32 * rows` bytes.
+    pub qs: Vec<u8>,
+    /// `bpr * rows` weight scales, `[b][i]`.
+    pub d: Vec<f32>,
+}
+
+impl Panel {
+    fn reset(&mut self, rows: usize, bpr: usize, offset: i32) {
+        self.rows = rows;
+        self.bpr = bpr;
+        self.offset = offset;
+        self.qs.clear();
+        self.qs.resize(bpr * QK * rows, 0);
+        self.d.clear();
+        self.d.resize(bpr * rows, 0.0);
+    }
+
+    /// Packs `w.len() / bpr` (≤ rows) Q4_0 rows; missing rows stay zero.
+    pub fn pack_q4_0(&mut self, rows: usize, bpr: usize, w: &[BlockQ4_0]) {
+        self.reset(rows, bpr, 8);
+        for (i, row) in w.chunks_exact(bpr).enumerate() {
+            for (b, blk) in row.iter().enumerate() {
+                self.d[b * rows + i] = blk.d.to_f32();
+                for e in 0..QK {
+                    let q = if e < QK / 2 {
+                        blk.qs[e] & 0x0f
+                    } else {
+                        blk.qs[e - QK / 2] >> 4
+                    };
+                    self.qs[((b * 8 + e / 4) * rows + i) * 4 + e % 4] = q;
+                }
+            }
+        }
+    }
+
+    /// Packs `w.len() / bpr` (≤ rows) Q8_0 rows; missing rows stay zero.
+    pub fn pack_q8_0(&mut self, rows: usize, bpr: usize, w: &[BlockQ8_0]) {
+        self.reset(rows, bpr, 128);
+        for (i, row) in w.chunks_exact(bpr).enumerate() {
+            for (b, blk) in row.iter().enumerate() {
+                self.d[b * rows + i] = blk.d.to_f32();
+                for e in 0..QK {
+                    self.qs[((b * 8 + e / 4) * rows + i) * 4 + e % 4] = (blk.qs[e] as u8) ^ 0x80;
+                }
+            }
+        }
+    }
+}
+
+/// `out[t * R + i] = Σ_b float(isum(b, i, t0 + t)) · d_w · d_x` for `t < nt` (1..=4 tokens).
+pub(crate) type PanelFn = fn(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &mut [f32]);
+
+/// The panel micro-kernels of one level.
+#[derive(Clone, Copy)]
+pub(crate) struct PanelKernels {
+    /// Rows per panel.
+    pub rows: usize,
+    /// Q4_0 weights.
+    pub q4_0: PanelFn,
+    /// Q8_0 weights, where the level can do it without saturating.
+    pub q8_0: Option<PanelFn>,
+}
+
+/// The kernels of one level. Safe function pointers: the tables of SIMD levels are only handed
+/// out by [`kernels_for`] after the CPU was checked for the level's features.
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels {
+    pub dot_f32: fn(&[f32], &[f32]) -> f32,
+    pub dot_f16: fn(&[f16], &[f32]) -> f32,
+    pub dot_bf16: fn(&[bf16], &[f32]) -> f32,
+    pub dot_q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
+    pub dot_q4_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
+    pub panel: Option<PanelKernels>,
+}
+
+/// The kernel table of `level`, or an error if this CPU cannot run it.
+pub(crate) fn kernels_for(level: KernelLevel) -> Result<&'static Kernels> {
+    let table = match level {
+        KernelLevel::Scalar => Some(&scalar::KERNELS),
+        #[cfg(target_arch = "x86_64")]
+        KernelLevel::Avx2 | KernelLevel::Avx512 | KernelLevel::Avx512Vnni => x86::kernels(level),
+        #[cfg(target_arch = "aarch64")]
+        KernelLevel::Neon | KernelLevel::Dotprod => aarch64::kernels(level),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
+    table
+        .ok_or_else(|| Error::invalid(format!("kernel level {level} is not supported by this CPU")))
+}
+
+/// From this many tokens on, quantized weights go through the panel kernels.
+pub const PANEL_MIN_TOKENS: usize = 4;
+/// Tokens streamed past one packed panel before the next panel is packed.
+const TOKEN_TILE: usize = 256;
+
+thread_local! {
+    static ACTS: Cell<QActs> = Cell::new(QActs::default());
+    static PANEL: Cell<Panel> = Cell::new(Panel::default());
+}
+
+/// Runs `f` with this thread's reusable buffer, taken out of its cell so that a nested call
+/// (rayon work stealing inside `f`) finds an empty one instead of a borrowed one.
+fn with_buffer<T: Default, R>(
+    key: &'static std::thread::LocalKey<Cell<T>>,
+    f: impl FnOnce(&mut T) -> R,
+) -> R {
+    let mut buf = key.with(Cell::take);
+    let r = f(&mut buf);
+    key.with(|c| c.set(buf));
+    r
+}
+
+/// `y[t * rows + r] = Σ_c W[r, c] · x[t * cols + c]` for `t < n_tokens`, at the current
+/// [`level`].
+pub fn matmul(w: &MatRef, x: &[f32], n_tokens: usize, y: &mut [f32]) {
+    let k = kernels_for(level()).expect("level() only returns supported levels");
+    matmul_with(k, w, x, n_tokens, y);
+}
+
+/// [`matmul`] at a given level (tests and benchmarks compare levels with it).
+pub fn matmul_at(
+    level: KernelLevel,
+    w: &MatRef,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+) -> Result<()> {
+    matmul_with(kernels_for(level)?, w, x, n_tokens, y);
+    Ok(())
+}
+
+fn matmul_with(k: &Kernels, w: &MatRef, x: &[f32], n_tokens: usize, y: &mut [f32]) {
+    assert_eq!(x.len(), n_tokens * w.cols, "matmul: activation shape");
+    assert_eq!(y.len(), n_tokens * w.rows, "matmul: output shape");
+    assert_eq!(w.data.len(), w.rows * w.row_bytes(), "matmul: weight size");
+    if n_tokens == 0 || w.rows == 0 {
+        return;
+    }
+    let cols = w.cols;
+    match w.ty {
+        GgmlType::F32 => {
+            let wd: &[f32] = cast(w.data);
+            for_rows_tokens(w.rows, n_tokens, y, |r, t| {
+                (k.dot_f32)(&wd[r * cols..(r + 1) * cols], &x[t * cols..(t + 1) * cols])
+            })
+        }
+        GgmlType::F16 => {
+            let wd: &[f16] = cast(w.data);
+            for_rows_tokens(w.rows, n_tokens, y, |r, t| {
+                (k.dot_f16)(&wd[r * cols..(r + 1) * cols], &x[t * cols..(t + 1) * cols])
+            })
+        }
+        GgmlType::BF16 => {
+            let wd: &[bf16] = cast(w.data);
+            for_rows_tokens(w.rows, n_tokens, y, |r, t| {
+                (k.dot_bf16)(&wd[r * cols..(r + 1) * cols], &x[t * cols..(t + 1) * cols])
+            })
+        }
+        GgmlType::Q8_0 | GgmlType::Q4_0 => {
+            let panel = k.panel.and_then(|p| {
+                let f = if w.ty == GgmlType::Q4_0 {
+                    Some(p.q4_0)
+                } else {
+                    p.q8_0
+                };
+                f.map(|f| (p.rows, f))
+            });
+            let panel = panel.filter(|_| n_tokens >= PANEL_MIN_TOKENS);
+            with_buffer(&ACTS, |acts| {
+                acts.quantize(x, cols, panel.is_some());
+                match panel {
+                    Some((rows, f)) => gemm_panels(w, acts, n_tokens, rows, f, y),
+                    None => {
+                        let bpr = cols / QK;
+                        let xq = &acts.q;
+                        if w.ty == GgmlType::Q4_0 {
+                            let wd: &[BlockQ4_0] = cast(w.data);
+                            for_rows_tokens(w.rows, n_tokens, y, |r, t| {
+                                (k.dot_q4_0)(
+                                    &wd[r * bpr..(r + 1) * bpr],
+                                    &xq[t * bpr..(t + 1) * bpr],
+                                )
+                            })
+                        } else {
+                            let wd: &[BlockQ8_0] = cast(w.data);
+                            for_rows_tokens(w.rows, n_tokens, y, |r, t| {
+                                (k.dot_q8_0)(
+                                    &wd[r * bpr..(r + 1) * bpr],
+                                    &xq[t * bpr..(t + 1) * bpr],
+                                )
+                            })
+                        }
+                    }
+                }
+            })
+        }
+        other => unreachable!("{other} rejected by MatRef::from_view"),
+    }
+}
+
+/// The output matrix written by several threads, each at indices no other thread writes.
+struct SharedOut {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: only used to write disjoint elements from different threads (see `set`).
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn new(y: &mut [f32]) -> Self {
+        SharedOut {
+            ptr: y.as_mut_ptr(),
+            len: y.len(),
+        }
+    }
+
+    /// # Safety
+    /// No other thread reads or writes index `i` during the parallel section.
+    unsafe fn set(&self, i: usize, v: f32) {
+        assert!(i < self.len);
+        // SAFETY: in bounds (checked above); exclusive per the caller's contract.
+        unsafe { *self.ptr.add(i) = v }
+    }
+}
+
+/// Row chunks for `rows` outputs: a few per thread (so a descheduled thread on a busy machine
+/// costs little), aligned to `align` rows, at least `min` rows.
+fn row_chunk(rows: usize, align: usize, min: usize) -> usize {
+    let parts = rayon::current_num_threads() * 4;
+    rows.div_ceil(parts).max(min).div_ceil(align) * align
+}
+
+/// `y[t * rows + r] = f(r, t)` with rows split across threads; every element is computed by
+/// exactly one call, whatever the thread count.
+fn for_rows_tokens(
+    rows: usize,
+    n_tokens: usize,
+    y: &mut [f32],
+    f: impl Fn(usize, usize) -> f32 + Sync,
+) {
+    if n_tokens == 1 {
+        let chunk = row_chunk(rows, 16, 64);
+        y.par_chunks_mut(chunk).enumerate().for_each(|(c, ys)| {
+            for (i, v) in ys.iter_mut().enumerate() {
+                *v = f(c * chunk + i, 0);
+            }
+        });
+        return;
+    }
+    let out = SharedOut::new(y);
+    let chunk = row_chunk(rows, 4, 4);
+    (0..rows.div_ceil(chunk)).into_par_iter().for_each(|c| {
+        let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(rows));
+        for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
+            for r in r0..r1 {
+                for t in t0..(t0 + TOKEN_TILE).min(n_tokens) {
+                    // SAFETY: row r belongs to this task alone.
+                    unsafe { out.set(t * rows + r, f(r, t)) }
+                }
+            }
+        }
+    });
+}
+
+fn gemm_panels(
+    w: &MatRef,
+    acts: &QActs,
+    n_tokens: usize,
+    prows: usize,
+    kernel: PanelFn,
+    y: &mut [f32],
+) {
+    let rows = w.rows;
+    let bpr = w.cols / QK;
+    let n_panels = rows.div_ceil(prows);
+    let per_task = row_chunk(n_panels, 1, 1);
+    let out = SharedOut::new(y);
+    (0..n_panels.div_ceil(per_task))
+        .into_par_iter()
+        .for_each(|task| {
+            with_buffer(&PANEL, |panel| {
+                let mut tile = vec![0.0f32; 4 * prows];
+                let p_end = ((task + 1) * per_task).min(n_panels);
+                for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
+                    let t_end = (t0 + TOKEN_TILE).min(n_tokens);
+                    for p in task * per_task..p_end {
+                        let (r0, r1) = (p * prows, ((p + 1) * prows).min(rows));
+                        let bytes = &w.data[r0 * w.row_bytes()..r1 * w.row_bytes()];
+                        if w.ty == GgmlType::Q4_0 {
+                            panel.pack_q4_0(prows, bpr, cast(bytes));
+                        } else {
+                            panel.pack_q8_0(prows, bpr, cast(bytes));
+                        }
+                        for t in (t0..t_end).step_by(4) {
+                            let nt = (t_end - t).min(4);
+                            kernel(panel, acts, t, nt, &mut tile);
+                            for dt in 0..nt {
+                                for r in r0..r1 {
+                                    // SAFETY: rows r0..r1 belong to this task alone.
+                                    unsafe {
+                                        out.set((t + dt) * rows + r, tile[dt * prows + r - r0])
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        });
+}
+
+#[cfg(test)]
+mod tests;

@@ -47,3 +47,13 @@ pub fn dot_f16_f32(w: &[f16], x: &[f32]) -> f32 {
 pub fn dot_bf16_f32(w: &[bf16], x: &[f32]) -> f32 {
     w.iter().zip(x).map(|(a, b)| a.to_f32() * b).sum()
 }
+
+/// The scalar level's table.
+pub(crate) static KERNELS: super::Kernels = super::Kernels {
+    dot_f32,
+    dot_f16: dot_f16_f32,
+    dot_bf16: dot_bf16_f32,
+    dot_q8_0: dot_q8_0_q8_0,
+    dot_q4_0: dot_q4_0_q8_0,
+    panel: None,
+};

@@ -1,0 +1,351 @@
+//! Every SIMD level against the scalar reference, matmul against an f64 reference, and
+//! thread-count independence.
+//!
+//! Tolerance: integer block sums are exact at every level, so levels differ only in the order
+//! (and fusing) of fp32 scale-accumulation. Differences are bounded by
+//! `TOL · Σ |term|` (terms: per-block `isum · d_w · d_x`, or `w · x` for float weights), with
+//! `TOL = 1e-5` — about 80 ulps of the terms' magnitude, far above the ~n·2^-24 the reordering
+//! can cost for these lengths and far below any real kernel bug.
+
+use super::*;
+use crate::quant::{quantize_row_q4_0, quantize_row_q8_0};
+use proptest::prelude::*;
+
+const TOL: f64 = 1e-5;
+
+/// Proptest cases: `PROPTEST_CASES` if set, else fewer on aarch64 (tests run under qemu).
+fn config() -> ProptestConfig {
+    let default = if cfg!(target_arch = "aarch64") {
+        24
+    } else {
+        96
+    };
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
+}
+
+/// SplitMix64: deterministic data from a proptest-chosen seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    /// Values in 32-blocks with scales spread over 1e-3..1e2; about one block in 8 all zero.
+    fn blocky(&mut self, n: usize) -> Vec<f32> {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n.div_ceil(QK) {
+            let zero = self.next().is_multiple_of(8);
+            let scale = 10f32.powf(self.unit() * 2.5 + 0.5);
+            for _ in 0..QK {
+                v.push(if zero { 0.0 } else { self.unit() * scale });
+            }
+        }
+        v.truncate(n);
+        v
+    }
+}
+
+fn q8(x: &[f32]) -> Vec<BlockQ8_0> {
+    let mut b = vec![bytemuck::Zeroable::zeroed(); x.len() / QK];
+    quantize_row_q8_0(x, &mut b);
+    b
+}
+
+fn q4(x: &[f32]) -> Vec<BlockQ4_0> {
+    let mut b = vec![bytemuck::Zeroable::zeroed(); x.len() / QK];
+    quantize_row_q4_0(x, &mut b);
+    b
+}
+
+fn abs_terms_q8(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f64 {
+    w.iter()
+        .zip(x)
+        .map(|(a, b)| {
+            let s: i64 =
+                a.qs.iter()
+                    .zip(&b.qs)
+                    .map(|(&p, &q)| p as i64 * q as i64)
+                    .sum();
+            (s as f64 * a.d.to_f64() * b.d.to_f64()).abs()
+        })
+        .sum()
+}
+
+fn abs_terms_q4(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f64 {
+    abs_terms_q8(&q8_exact_from_q4(w), x)
+}
+
+/// Q4_0 blocks re-expressed as Q8_0 with the same scale (q - 8 fits in i8).
+fn q8_exact_from_q4(w: &[BlockQ4_0]) -> Vec<BlockQ8_0> {
+    w.iter()
+        .map(|b| {
+            let mut qs = [0i8; QK];
+            for j in 0..QK / 2 {
+                qs[j] = (b.qs[j] & 0x0f) as i8 - 8;
+                qs[j + QK / 2] = (b.qs[j] >> 4) as i8 - 8;
+            }
+            BlockQ8_0 { d: b.d, qs }
+        })
+        .collect()
+}
+
+fn close(got: f32, want: f32, abs_terms: f64) -> bool {
+    (got as f64 - want as f64).abs() <= TOL * abs_terms + 1e-30
+}
+
+fn simd_levels() -> impl Iterator<Item = KernelLevel> {
+    supported_levels()
+        .iter()
+        .copied()
+        .filter(|&l| l != KernelLevel::Scalar)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn dot_q8_0_matches_scalar(nb in 1usize..=67, seed in any::<u64>()) {
+        let mut rng = Rng(seed);
+        let w = q8(&rng.blocky(nb * QK));
+        let x = q8(&rng.blocky(nb * QK));
+        let want = scalar::dot_q8_0_q8_0(&w, &x);
+        let terms = abs_terms_q8(&w, &x);
+        for l in simd_levels() {
+            let got = (kernels_for(l).unwrap().dot_q8_0)(&w, &x);
+            prop_assert!(close(got, want, terms), "{l}: {got} vs {want} (Σ|t| {terms})");
+        }
+    }
+
+    #[test]
+    fn dot_q4_0_matches_scalar(nb in 1usize..=67, seed in any::<u64>()) {
+        let mut rng = Rng(seed);
+        let w = q4(&rng.blocky(nb * QK));
+        let x = q8(&rng.blocky(nb * QK));
+        let want = scalar::dot_q4_0_q8_0(&w, &x);
+        let terms = abs_terms_q4(&w, &x);
+        for l in simd_levels() {
+            let got = (kernels_for(l).unwrap().dot_q4_0)(&w, &x);
+            prop_assert!(close(got, want, terms), "{l}: {got} vs {want} (Σ|t| {terms})");
+        }
+    }
+
+    #[test]
+    fn float_dots_match_scalar(n in 1usize..=300, seed in any::<u64>()) {
+        let mut rng = Rng(seed);
+        let w = rng.blocky(n);
+        let x = rng.blocky(n);
+        let wh: Vec<f16> = w.iter().map(|&v| quant::f32_to_f16(v)).collect();
+        let wb: Vec<bf16> = w.iter().map(|&v| quant::f32_to_bf16(v)).collect();
+        let terms = |wf: &dyn Fn(usize) -> f32| -> f64 {
+            (0..n).map(|i| (wf(i) as f64 * x[i] as f64).abs()).sum()
+        };
+        let t32 = terms(&|i| w[i]);
+        let t16 = terms(&|i| wh[i].to_f32());
+        let tb = terms(&|i| wb[i].to_f32());
+        let (r32, r16, rb) = (
+            scalar::dot_f32(&w, &x),
+            scalar::dot_f16_f32(&wh, &x),
+            scalar::dot_bf16_f32(&wb, &x),
+        );
+        for l in simd_levels() {
+            let k = kernels_for(l).unwrap();
+            let (g32, g16, gb) = ((k.dot_f32)(&w, &x), (k.dot_f16)(&wh, &x), (k.dot_bf16)(&wb, &x));
+            prop_assert!(close(g32, r32, t32), "{l} f32: {g32} vs {r32}");
+            prop_assert!(close(g16, r16, t16), "{l} f16: {g16} vs {r16}");
+            prop_assert!(close(gb, rb, tb), "{l} bf16: {gb} vs {rb}");
+        }
+    }
+
+    /// The matmul paths (dot and panel, ragged rows and tokens) of every level against the
+    /// scalar dot of each (row, token).
+    #[test]
+    fn quantized_matmul_matches_scalar_dots(
+        rows in 1usize..=40,
+        n_tokens in 1usize..=11,
+        nb in 1usize..=67,
+        q4_weights in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng(seed);
+        let cols = nb * QK;
+        let wf = rng.blocky(rows * cols);
+        let x = rng.blocky(n_tokens * cols);
+        let (ty, data): (GgmlType, Vec<u8>) = if q4_weights {
+            (GgmlType::Q4_0, bytemuck::cast_slice(&q4(&wf)).to_vec())
+        } else {
+            (GgmlType::Q8_0, bytemuck::cast_slice(&q8(&wf)).to_vec())
+        };
+        let m = MatRef { ty, rows, cols, data: &data };
+        let xq = quantize_activations(&x, cols);
+        for l in supported_levels() {
+            let mut y = vec![0.0; rows * n_tokens];
+            matmul_at(*l, &m, &x, n_tokens, &mut y).unwrap();
+            for t in 0..n_tokens {
+                let xb = &xq[t * nb..(t + 1) * nb];
+                for r in 0..rows {
+                    let raw = m.row(r);
+                    let (want, terms) = if q4_weights {
+                        let wb: &[BlockQ4_0] = cast(raw);
+                        (scalar::dot_q4_0_q8_0(wb, xb), abs_terms_q4(wb, xb))
+                    } else {
+                        let wb: &[BlockQ8_0] = cast(raw);
+                        (scalar::dot_q8_0_q8_0(wb, xb), abs_terms_q8(wb, xb))
+                    };
+                    let got = y[t * rows + r];
+                    prop_assert!(close(got, want, terms), "{l} {ty} r{r} t{t}: {got} vs {want}");
+                }
+            }
+        }
+    }
+}
+
+/// Dequantized weights × (quantized, for quantized weights) activations in f64.
+fn reference(m: &MatRef, x: &[f32], n_tokens: usize) -> (Vec<f64>, Vec<f64>) {
+    let quantized = matches!(m.ty, GgmlType::Q4_0 | GgmlType::Q8_0);
+    let xs: Vec<f32> = if quantized {
+        let mut v = vec![0.0; x.len()];
+        quant::dequantize_row_q8_0(&quantize_activations(x, m.cols), &mut v);
+        v
+    } else {
+        x.to_vec()
+    };
+    let mut y = vec![0.0; m.rows * n_tokens];
+    let mut a = vec![0.0; m.rows * n_tokens];
+    let mut row = vec![0.0; m.cols];
+    for r in 0..m.rows {
+        m.row_to_f32(r, &mut row);
+        for t in 0..n_tokens {
+            let xt = &xs[t * m.cols..(t + 1) * m.cols];
+            y[t * m.rows + r] = row.iter().zip(xt).map(|(&w, &v)| w as f64 * v as f64).sum();
+            a[t * m.rows + r] = row
+                .iter()
+                .zip(xt)
+                .map(|(&w, &v)| (w as f64 * v as f64).abs())
+                .sum();
+        }
+    }
+    (y, a)
+}
+
+fn matrix(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
+    let w = rng.blocky(rows * cols);
+    match ty {
+        GgmlType::F32 => bytemuck::cast_slice(&w).to_vec(),
+        GgmlType::F16 => {
+            let v: Vec<f16> = w.iter().map(|&v| quant::f32_to_f16(v)).collect();
+            bytemuck::cast_slice(&v).to_vec()
+        }
+        GgmlType::BF16 => {
+            let v: Vec<bf16> = w.iter().map(|&v| quant::f32_to_bf16(v)).collect();
+            bytemuck::cast_slice(&v).to_vec()
+        }
+        GgmlType::Q8_0 => bytemuck::cast_slice(&q8(&w)).to_vec(),
+        GgmlType::Q4_0 => bytemuck::cast_slice(&q4(&w)).to_vec(),
+        _ => unreachable!(),
+    }
+}
+
+const TYPES: [GgmlType; 5] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q8_0,
+    GgmlType::Q4_0,
+];
+
+#[test]
+fn matmul_matches_f64_reference() {
+    let mut rng = Rng(7);
+    for ty in TYPES {
+        for (rows, cols, n_tokens) in [(37, 96, 1), (70, 640, 1), (33, 160, 9), (16, 64, 4)] {
+            let data = matrix(ty, rows, cols, &mut rng);
+            let m = MatRef {
+                ty,
+                rows,
+                cols,
+                data: &data,
+            };
+            let x = rng.blocky(n_tokens * cols);
+            let (want, terms) = reference(&m, &x, n_tokens);
+            for l in supported_levels() {
+                let mut y = vec![0.0; rows * n_tokens];
+                matmul_at(*l, &m, &x, n_tokens, &mut y).unwrap();
+                for i in 0..y.len() {
+                    let err = (y[i] as f64 - want[i]).abs();
+                    assert!(
+                        err <= TOL * terms[i] + 1e-30,
+                        "{l} {ty} {rows}x{cols}x{n_tokens} [{i}]: {} vs {}",
+                        y[i],
+                        want[i]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_thread_count() {
+    let mut rng = Rng(11);
+    let pools: Vec<rayon::ThreadPool> = [1, 3]
+        .iter()
+        .map(|&n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for ty in TYPES {
+        for (rows, cols, n_tokens) in [(300, 128, 1), (133, 96, 13)] {
+            let data = matrix(ty, rows, cols, &mut rng);
+            let m = MatRef {
+                ty,
+                rows,
+                cols,
+                data: &data,
+            };
+            let x = rng.blocky(n_tokens * cols);
+            for l in supported_levels() {
+                let ys: Vec<Vec<u32>> = pools
+                    .iter()
+                    .map(|p| {
+                        let mut y = vec![0.0f32; rows * n_tokens];
+                        p.install(|| matmul_at(*l, &m, &x, n_tokens, &mut y).unwrap());
+                        y.iter().map(|v| v.to_bits()).collect()
+                    })
+                    .collect();
+                assert!(ys[0] == ys[1], "{l} {ty} {rows}x{cols}x{n_tokens}");
+            }
+        }
+    }
+}
+
+#[test]
+fn dispatched_level_is_supported() {
+    assert!(level().is_supported());
+    assert!(kernels_for(level()).is_ok());
+    for l in KernelLevel::ALL {
+        assert_eq!(kernels_for(l).is_ok(), l.is_supported(), "{l}");
+    }
+}
+
+#[test]
+fn ceilings_are_positive() {
+    assert!(ceiling::measure_read_bandwidth_with(1 << 20, 2, 1) > 0.0);
+}

@@ -1,0 +1,623 @@
+//! x86-64 kernels: AVX2 + FMA + F16C, AVX-512 F/BW/VL, AVX-512 VNNI.
+//!
+//! Every `unsafe fn` here needs the CPU features named in its `#[target_feature]` and inputs
+//! whose bounds its safe wrapper has checked. The wrappers are reachable only through the tables
+//! [`kernels`] returns, and it returns a table only for a level the CPU supports.
+
+use super::{KernelLevel, Kernels, Panel, PanelKernels, QActs};
+use crate::quant::{BlockQ4_0, BlockQ8_0};
+use half::{bf16, f16};
+use std::arch::x86_64::*;
+
+/// The table of `level`, if it is an x86 level this CPU supports.
+pub(super) fn kernels(level: KernelLevel) -> Option<&'static Kernels> {
+    if !level.is_supported() {
+        return None;
+    }
+    match level {
+        KernelLevel::Avx2 => Some(&AVX2),
+        KernelLevel::Avx512 => Some(&AVX512),
+        KernelLevel::Avx512Vnni => Some(&AVX512_VNNI),
+        _ => None,
+    }
+}
+
+static AVX2: Kernels = Kernels {
+    dot_f32: avx2::dot_f32,
+    dot_f16: avx2::dot_f16,
+    dot_bf16: avx2::dot_bf16,
+    dot_q8_0: avx2::dot_q8_0,
+    dot_q4_0: avx2::dot_q4_0,
+    panel: Some(PanelKernels {
+        rows: 8,
+        q4_0: avx2::panel_q4_0,
+        // maddubs would saturate on 255 · 127 · 2.
+        q8_0: None,
+    }),
+};
+
+static AVX512: Kernels = Kernels {
+    dot_f32: avx512::dot_f32,
+    dot_f16: avx512::dot_f16,
+    dot_bf16: avx512::dot_bf16,
+    dot_q8_0: avx512::dot_q8_0,
+    dot_q4_0: avx512::dot_q4_0,
+    panel: Some(PanelKernels {
+        rows: 16,
+        q4_0: avx512::panel_q4_0,
+        q8_0: None,
+    }),
+};
+
+static AVX512_VNNI: Kernels = Kernels {
+    dot_f32: avx512::dot_f32,
+    dot_f16: avx512::dot_f16,
+    dot_bf16: avx512::dot_bf16,
+    dot_q8_0: vnni::dot_q8_0,
+    dot_q4_0: vnni::dot_q4_0,
+    panel: Some(PanelKernels {
+        rows: 16,
+        q4_0: vnni::panel_q4_0,
+        q8_0: Some(vnni::panel_q8_0),
+    }),
+};
+
+/// Checks everything a panel micro-kernel reads and writes, so the kernels may use raw pointers.
+fn check_panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &[f32], rows: usize) {
+    let bpr = p.bpr;
+    assert_eq!(p.rows, rows, "panel rows");
+    assert_eq!(p.qs.len(), bpr * 32 * rows, "panel bytes");
+    assert_eq!(p.d.len(), bpr * rows, "panel scales");
+    assert_eq!(x.bpr, bpr, "activation blocks per token");
+    assert!((1..=4).contains(&nt), "1..=4 tokens per call");
+    let end = (t0 + nt) * bpr;
+    assert!(
+        x.q.len() >= end && x.d.len() >= end && x.sum.len() >= end,
+        "tokens"
+    );
+    assert!(out.len() >= nt * rows, "panel output");
+}
+
+/// Generates the safe entry points of one module's kernels.
+macro_rules! safe_entries {
+    (rows = $rows:literal, $( $panel:ident => $inner:ident ),*) => {
+        pub(super) fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+            assert_eq!(w.len(), x.len());
+            // SAFETY: the table holding this fn is only handed out after feature detection.
+            unsafe { dot_q8_0_impl(w, x) }
+        }
+        pub(super) fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+            assert_eq!(w.len(), x.len());
+            // SAFETY: the table holding this fn is only handed out after feature detection.
+            unsafe { dot_q4_0_impl(w, x) }
+        }
+        $(
+            pub(super) fn $panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &mut [f32]) {
+                super::check_panel(p, x, t0, nt, out, $rows);
+                // SAFETY: features checked by dispatch; bounds checked by check_panel.
+                unsafe {
+                    match nt {
+                        1 => $inner::<1>(p, x, t0, out),
+                        2 => $inner::<2>(p, x, t0, out),
+                        3 => $inner::<3>(p, x, t0, out),
+                        _ => $inner::<4>(p, x, t0, out),
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// Generates f32 / f16 / bf16 dot entry points from a generic `dot_f` and three loaders.
+macro_rules! float_entries {
+    () => {
+        pub(super) fn dot_f32(w: &[f32], x: &[f32]) -> f32 {
+            assert_eq!(w.len(), x.len());
+            // SAFETY: features checked by dispatch; lengths equal.
+            unsafe { dot_f32_impl(w, x) }
+        }
+        pub(super) fn dot_f16(w: &[f16], x: &[f32]) -> f32 {
+            assert_eq!(w.len(), x.len());
+            // SAFETY: features checked by dispatch; lengths equal.
+            unsafe { dot_f16_impl(w, x) }
+        }
+        pub(super) fn dot_bf16(w: &[bf16], x: &[f32]) -> f32 {
+            assert_eq!(w.len(), x.len());
+            // SAFETY: features checked by dispatch; lengths equal.
+            unsafe { dot_bf16_impl(w, x) }
+        }
+    };
+}
+
+/// Horizontal sum of 8 floats.
+#[inline(always)]
+unsafe fn hsum256(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// `d_w · d_x` broadcast to 8 lanes, both halves converted by one F16C instruction.
+#[inline(always)]
+unsafe fn scale2(a: f16, b: f16) -> __m256 {
+    let bits = a.to_bits() as u32 | (b.to_bits() as u32) << 16;
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehdup_ps(v)))
+}
+
+/// The 32 nibbles of a Q4_0 block as bytes 0..=15, in element order.
+#[inline(always)]
+unsafe fn q4_bytes(qs: &[u8; 16]) -> __m256i {
+    let t = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
+    let v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+    _mm256_and_si256(v, _mm256_set1_epi8(0x0f))
+}
+
+#[inline(always)]
+unsafe fn load_q8(qs: &[i8; 32]) -> __m256i {
+    _mm256_loadu_si256(qs.as_ptr() as *const __m256i)
+}
+
+/// Σ over blocks of `block(w, x)` (8 i32 partial sums) · d_w · d_x; two accumulators so the
+/// FMA latency does not serialize the loop.
+#[inline(always)]
+unsafe fn dot_blocks<B>(
+    w: &[B],
+    x: &[BlockQ8_0],
+    wd: impl Fn(&B) -> f16,
+    block: impl Fn(&B, &BlockQ8_0) -> __m256i,
+) -> f32 {
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut w2 = w.chunks_exact(2);
+    let mut x2 = x.chunks_exact(2);
+    for (wp, xp) in (&mut w2).zip(&mut x2) {
+        let p0 = _mm256_cvtepi32_ps(block(&wp[0], &xp[0]));
+        let p1 = _mm256_cvtepi32_ps(block(&wp[1], &xp[1]));
+        acc0 = _mm256_fmadd_ps(p0, scale2(wd(&wp[0]), xp[0].d), acc0);
+        acc1 = _mm256_fmadd_ps(p1, scale2(wd(&wp[1]), xp[1].d), acc1);
+    }
+    if let (Some(wb), Some(xb)) = (w2.remainder().first(), x2.remainder().first()) {
+        let p = _mm256_cvtepi32_ps(block(wb, xb));
+        acc0 = _mm256_fmadd_ps(p, scale2(wd(wb), xb.d), acc0);
+    }
+    hsum256(_mm256_add_ps(acc0, acc1))
+}
+
+/// Signed bytes · signed bytes, pairwise summed to 8 × i32, with `maddubs` (|w| ≤ 128 and
+/// |x| ≤ 127 keep the i16 pair sums below saturation).
+#[inline(always)]
+unsafe fn mul_sum_i8_avx2(w: __m256i, x: __m256i) -> __m256i {
+    let aw = _mm256_sign_epi8(w, w);
+    let sx = _mm256_sign_epi8(x, w);
+    _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1))
+}
+
+/// Σ w·x over f32 lanes, 4 × 8 accumulators; `load` turns 8 weights into f32.
+#[inline(always)]
+unsafe fn dot_f_avx2<T: Copy>(
+    w: &[T],
+    x: &[f32],
+    load: impl Fn(*const T) -> __m256,
+    tail: impl Fn(T) -> f32,
+) -> f32 {
+    let n = w.len();
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (j, a) in acc.iter_mut().enumerate() {
+            let o = i + 8 * j;
+            *a = _mm256_fmadd_ps(load(wp.add(o)), _mm256_loadu_ps(xp.add(o)), *a);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        acc[0] = _mm256_fmadd_ps(load(wp.add(i)), _mm256_loadu_ps(xp.add(i)), acc[0]);
+        i += 8;
+    }
+    let mut s = hsum256(_mm256_add_ps(
+        _mm256_add_ps(acc[0], acc[1]),
+        _mm256_add_ps(acc[2], acc[3]),
+    ));
+    for j in i..n {
+        s += tail(w[j]) * x[j];
+    }
+    s
+}
+
+/// Σ w·x over f32 lanes, 4 × 16 accumulators; `load` turns 16 weights into f32.
+#[inline(always)]
+unsafe fn dot_f_avx512<T: Copy>(
+    w: &[T],
+    x: &[f32],
+    load: impl Fn(*const T) -> __m512,
+    tail: impl Fn(T) -> f32,
+) -> f32 {
+    let n = w.len();
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 64 <= n {
+        for (j, a) in acc.iter_mut().enumerate() {
+            let o = i + 16 * j;
+            *a = _mm512_fmadd_ps(load(wp.add(o)), _mm512_loadu_ps(xp.add(o)), *a);
+        }
+        i += 64;
+    }
+    while i + 16 <= n {
+        acc[0] = _mm512_fmadd_ps(load(wp.add(i)), _mm512_loadu_ps(xp.add(i)), acc[0]);
+        i += 16;
+    }
+    let mut s = _mm512_reduce_add_ps(_mm512_add_ps(
+        _mm512_add_ps(acc[0], acc[1]),
+        _mm512_add_ps(acc[2], acc[3]),
+    ));
+    for j in i..n {
+        s += tail(w[j]) * x[j];
+    }
+    s
+}
+
+/// The panel micro-kernel (see [`Panel`]): `R = 4 · lanes` rows × `T` tokens. Written once as a
+/// macro over the vector width and the 4-byte dot instruction (`vpdpbusd` or
+/// `maddubs` + `madd`).
+macro_rules! panel_kernel {
+    ($name:ident, $feat:literal, $rows:literal, $vi:ty, $zero_i:ident, $set1_i:ident,
+     $loadu_i:ident, $dot4:ident, $zero_f:ident, $set1_f:ident, $loadu_f:ident, $storeu_f:ident,
+     $mul:ident, $fmadd:ident, $cvt:ident) => {
+        #[target_feature(enable = $feat)]
+        pub(super) unsafe fn $name<const T: usize>(
+            p: &Panel,
+            x: &QActs,
+            t0: usize,
+            out: &mut [f32],
+        ) {
+            let bpr = p.bpr;
+            let wq = p.qs.as_ptr();
+            let wd = p.d.as_ptr();
+            let xq = x.q.as_ptr().add(t0 * bpr);
+            let xd = x.d.as_ptr().add(t0 * bpr);
+            let xs = x.sum.as_ptr().add(t0 * bpr);
+            let mut acc = [$zero_f(); T];
+            for b in 0..bpr {
+                let mut ai: [$vi; T] = [$zero_i(); T];
+                for (t, a) in ai.iter_mut().enumerate() {
+                    *a = $set1_i(-p.offset * *xs.add(t * bpr + b));
+                }
+                for k in 0..8 {
+                    let wv = $loadu_i(wq.add((b * 8 + k) * $rows * 4) as *const _);
+                    for (t, a) in ai.iter_mut().enumerate() {
+                        let xp = (*xq.add(t * bpr + b)).qs.as_ptr().add(4 * k) as *const i32;
+                        *a = $dot4(*a, wv, $set1_i(xp.read_unaligned()));
+                    }
+                }
+                let dw = $loadu_f(wd.add(b * $rows));
+                for (t, a) in acc.iter_mut().enumerate() {
+                    let s = $mul(dw, $set1_f(*xd.add(t * bpr + b)));
+                    *a = $fmadd($cvt(ai[t]), s, *a);
+                }
+            }
+            for (t, a) in acc.iter().enumerate() {
+                $storeu_f(out.as_mut_ptr().add(t * $rows), *a);
+            }
+        }
+    };
+}
+
+mod avx2 {
+    use super::*;
+
+    safe_entries!(rows = 8, panel_q4_0 => panel_q4_0_impl);
+    float_entries!();
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_q8_0_impl(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+        dot_blocks(
+            w,
+            x,
+            |b| b.d,
+            |bw, bx| mul_sum_i8_avx2(load_q8(&bw.qs), load_q8(&bx.qs)),
+        )
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_q4_0_impl(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+        dot_blocks(
+            w,
+            x,
+            |b| b.d,
+            |bw, bx| {
+                let q = _mm256_sub_epi8(q4_bytes(&bw.qs), _mm256_set1_epi8(8));
+                mul_sum_i8_avx2(q, load_q8(&bx.qs))
+            },
+        )
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_f32_impl(w: &[f32], x: &[f32]) -> f32 {
+        dot_f_avx2(w, x, |p| _mm256_loadu_ps(p), |v| v)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_f16_impl(w: &[f16], x: &[f32]) -> f32 {
+        dot_f_avx2(
+            w,
+            x,
+            |p| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
+            |v| v.to_f32(),
+        )
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_bf16_impl(w: &[bf16], x: &[f32]) -> f32 {
+        dot_f_avx2(
+            w,
+            x,
+            |p| {
+                let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i));
+                _mm256_castsi256_ps(_mm256_slli_epi32(h, 16))
+            },
+            |v| v.to_f32(),
+        )
+    }
+
+    #[inline(always)]
+    unsafe fn dot4(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+        // w is 0..=15, so the i16 pair sums stay far from saturation.
+        let p = _mm256_maddubs_epi16(w, x);
+        _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
+    }
+
+    panel_kernel!(
+        panel_q4_0_impl,
+        "avx2,fma,f16c",
+        8,
+        __m256i,
+        _mm256_setzero_si256,
+        _mm256_set1_epi32,
+        _mm256_loadu_si256,
+        dot4,
+        _mm256_setzero_ps,
+        _mm256_set1_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_mul_ps,
+        _mm256_fmadd_ps,
+        _mm256_cvtepi32_ps
+    );
+}
+
+mod avx512 {
+    use super::*;
+
+    safe_entries!(rows = 16, panel_q4_0 => panel_q4_0_impl);
+    float_entries!();
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+    unsafe fn dot_q8_0_impl(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+        dot_blocks(
+            w,
+            x,
+            |b| b.d,
+            |bw, bx| mul_sum_i8_avx2(load_q8(&bw.qs), load_q8(&bx.qs)),
+        )
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+    unsafe fn dot_q4_0_impl(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+        dot_blocks(
+            w,
+            x,
+            |b| b.d,
+            |bw, bx| {
+                let q = _mm256_sub_epi8(q4_bytes(&bw.qs), _mm256_set1_epi8(8));
+                mul_sum_i8_avx2(q, load_q8(&bx.qs))
+            },
+        )
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn dot_f32_impl(w: &[f32], x: &[f32]) -> f32 {
+        dot_f_avx512(w, x, |p| _mm512_loadu_ps(p), |v| v)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn dot_f16_impl(w: &[f16], x: &[f32]) -> f32 {
+        dot_f_avx512(
+            w,
+            x,
+            |p| _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)),
+            |v| v.to_f32(),
+        )
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn dot_bf16_impl(w: &[bf16], x: &[f32]) -> f32 {
+        dot_f_avx512(
+            w,
+            x,
+            |p| {
+                let h = _mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i));
+                _mm512_castsi512_ps(_mm512_slli_epi32(h, 16))
+            },
+            |v| v.to_f32(),
+        )
+    }
+
+    #[inline(always)]
+    unsafe fn dot4(acc: __m512i, w: __m512i, x: __m512i) -> __m512i {
+        // w is 0..=15, so the i16 pair sums stay far from saturation.
+        let p = _mm512_maddubs_epi16(w, x);
+        _mm512_add_epi32(acc, _mm512_madd_epi16(p, _mm512_set1_epi16(1)))
+    }
+
+    panel_kernel!(
+        panel_q4_0_impl,
+        "avx2,fma,f16c,avx512f,avx512bw,avx512vl",
+        16,
+        __m512i,
+        _mm512_setzero_si512,
+        _mm512_set1_epi32,
+        _mm512_loadu_si512,
+        dot4,
+        _mm512_setzero_ps,
+        _mm512_set1_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_mul_ps,
+        _mm512_fmadd_ps,
+        _mm512_cvtepi32_ps
+    );
+}
+
+mod vnni {
+    use super::*;
+
+    safe_entries!(rows = 16, panel_q4_0 => panel_impl,
+                  // Same kernel: Q8_0 panels hold q + 128 with offset 128.
+                  panel_q8_0 => panel_impl);
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot_q8_0_impl(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+        dot_blocks(
+            w,
+            x,
+            |b| b.d,
+            |bw, bx| {
+                let (wv, xv) = (load_q8(&bw.qs), load_q8(&bx.qs));
+                let aw = _mm256_sign_epi8(wv, wv);
+                let sx = _mm256_sign_epi8(xv, wv);
+                _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx)
+            },
+        )
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn dot_q4_0_impl(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+        dot_blocks(
+            w,
+            x,
+            |b| b.d,
+            |bw, bx| {
+                // Σ (q - 8)·x = Σ q·x - Σ 8·x, both unsigned·signed.
+                let xv = load_q8(&bx.qs);
+                let z = _mm256_setzero_si256();
+                let qx = _mm256_dpbusd_epi32(z, q4_bytes(&bw.qs), xv);
+                let ex = _mm256_dpbusd_epi32(z, _mm256_set1_epi8(8), xv);
+                _mm256_sub_epi32(qx, ex)
+            },
+        )
+    }
+
+    panel_kernel!(
+        panel_impl,
+        "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+        16,
+        __m512i,
+        _mm512_setzero_si512,
+        _mm512_set1_epi32,
+        _mm512_loadu_si512,
+        _mm512_dpbusd_epi32,
+        _mm512_setzero_ps,
+        _mm512_set1_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_mul_ps,
+        _mm512_fmadd_ps,
+        _mm512_cvtepi32_ps
+    );
+}
+
+/// The int8 peak loop of `level` (see `ceiling`): 8 independent accumulators; returns MACs.
+pub(super) fn int8_peak_loop(level: KernelLevel, iters: u64) -> Option<u64> {
+    if !level.is_supported() {
+        return None;
+    }
+    let n = iters / 8;
+    // SAFETY: the level (and so each loop's features) was checked just above.
+    unsafe {
+        match level {
+            KernelLevel::Avx512Vnni => Some(peak_vnni(n) * 64 * 8),
+            KernelLevel::Avx512 => Some(peak_avx512(n) * 64 * 8),
+            KernelLevel::Avx2 => Some(peak_avx2(n) * 32 * 8),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! peak_loop {
+    ($name:ident, $feat:literal, $zero:ident, $set1:ident, $op:expr, $store:ident, $vi:ty) => {
+        #[target_feature(enable = $feat)]
+        unsafe fn $name(n: u64) -> u64 {
+            let mut a = $set1(std::hint::black_box(0x0102_0304));
+            let mut bs: [$vi; 8] = [$zero(); 8];
+            for (i, b) in bs.iter_mut().enumerate() {
+                *b = $set1(std::hint::black_box(0x0101_0101 * i as i32));
+            }
+            let mut acc: [$vi; 8] = [$zero(); 8];
+            for _ in 0..n {
+                // Opaque once per iteration, so products cannot be hoisted out of the loop.
+                a = std::hint::black_box(a);
+                for (x, b) in acc.iter_mut().zip(&bs) {
+                    *x = $op(*x, a, *b);
+                }
+            }
+            let mut out = [0i32; 64];
+            for (i, x) in acc.iter().enumerate() {
+                $store(out.as_mut_ptr().add(i * 8) as *mut _, *x);
+            }
+            std::hint::black_box(out);
+            n
+        }
+    };
+}
+
+#[inline(always)]
+unsafe fn maddubs256(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_add_epi32(
+        acc,
+        _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)),
+    )
+}
+
+#[inline(always)]
+unsafe fn maddubs512(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    _mm512_add_epi32(
+        acc,
+        _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), _mm512_set1_epi16(1)),
+    )
+}
+
+#[inline(always)]
+unsafe fn store_lo256(p: *mut __m256i, v: __m512i) {
+    _mm256_storeu_si256(p, _mm512_castsi512_si256(v))
+}
+
+peak_loop!(
+    peak_avx2,
+    "avx2,fma",
+    _mm256_setzero_si256,
+    _mm256_set1_epi32,
+    maddubs256,
+    _mm256_storeu_si256,
+    __m256i
+);
+peak_loop!(
+    peak_avx512,
+    "avx2,fma,avx512f,avx512bw,avx512vl",
+    _mm512_setzero_si512,
+    _mm512_set1_epi32,
+    maddubs512,
+    store_lo256,
+    __m512i
+);
+peak_loop!(
+    peak_vnni,
+    "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni",
+    _mm512_setzero_si512,
+    _mm512_set1_epi32,
+    _mm512_dpbusd_epi32,
+    store_lo256,
+    __m512i
+);
