@@ -12,6 +12,7 @@ pub mod synthetic;
 
 use crate::error::{Error, Result};
 use crate::generate::argmax;
+use crate::kernels::{self, ceiling};
 use crate::model::{Family, Model, StackConfig};
 use serde::Serialize;
 use std::time::Instant;
@@ -57,8 +58,8 @@ pub struct BenchReport {
     pub file_bytes: usize,
     /// Worker threads (rayon's pool).
     pub threads: usize,
-    /// Kernel level in use (`avx2`, `neon`, ...).
-    pub kernel: Option<String>,
+    /// Kernel level in use (`avx512vnni`, `avx2`, `neon`, ...).
+    pub kernel: String,
     /// Encoder input length.
     pub input_tokens: usize,
     /// Decoder steps.
@@ -172,14 +173,20 @@ pub struct Ceilings {
     pub int8_peak_gops: Option<f64>,
 }
 
-/// Measures the ceilings with the current thread pool, where the kernels provide a way.
+/// Measures the ceilings with as many threads as rayon's pool has: read bandwidth over a 1 GB
+/// buffer, and the int8 MAC peak of the kernel level in use (its widest int8 instruction in a
+/// register-resident loop).
 pub fn measure_ceilings() -> Ceilings {
-    Ceilings::default()
+    let threads = rayon::current_num_threads();
+    Ceilings {
+        read_bandwidth_bytes_per_s: Some(ceiling::measure_read_bandwidth(threads) * 1e9),
+        int8_peak_gops: Some(ceiling::measure_int8_peak_at(kernels::level(), threads)),
+    }
 }
 
-/// The kernel level in use, when the kernels report one.
-pub fn kernel_name() -> Option<String> {
-    None
+/// The kernel level in use (`avx512vnni`, `avx2`, `neon`, ...).
+pub fn kernel_name() -> String {
+    kernels::level().name().into()
 }
 
 /// Runs the benchmark on a loaded model.

@@ -200,7 +200,7 @@ fn table(r: &BenchReport) -> String {
         ("model", r.preset.clone().unwrap_or_else(|| r.model.clone())),
         ("family / type", format!("{} / {}", r.family, r.weight_type)),
         ("file", gib(r.file_bytes as f64)),
-        ("threads / kernel", format!("{} / {}", r.threads, r.kernel.as_deref().unwrap_or("n/a"))),
+        ("threads / kernel", format!("{} / {}", r.threads, r.kernel)),
         (
             "encode",
             format!(
