@@ -5,7 +5,9 @@
 #   tools/bench/run_all.sh [OUT_DIR]        (default: $TMPDIR/t5g-bench-results)
 #
 # Environment: PYTHON (default /work/venv/bin/python, else python3), THREADS (2), INPUT (512),
-# NEW (64), RUNS (t5g repetitions, best of; 2), SKIP="ct2 llama hf t5g2b t1" to leave parts out.
+# NEW (64), RUNS (t5g repetitions, best of; 2), RUNS_2B (for 2b-2b; 1), LLAMA_PYTHONPATH (a
+# directory holding another llama_cpp build, e.g. one built with GGML_NATIVE=ON via
+# `pip install --target DIR`), SKIP="ct2 llama hf t5g2b t1" to leave parts out.
 # Every part writes OUT_DIR/NAME.json; compare.py reads whatever is there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,6 +17,7 @@ THREADS=${THREADS:-2}
 INPUT=${INPUT:-512}
 NEW=${NEW:-64}
 RUNS=${RUNS:-2}
+RUNS_2B=${RUNS_2B:-1}
 SKIP=${SKIP:-}
 mkdir -p "$OUT"
 skip() { [[ " $SKIP " == *" $1 "* ]]; }
@@ -31,14 +34,14 @@ log() { echo "[$(date +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)] $*" >&2;
 
 cargo build --release --bin t5g >&2
 T5G=target/release/t5g
-bench() { # NAME ARGS...
-    local name=$1; shift
-    log "t5g bench $*"
-    "$T5G" bench "$@" --input-tokens "$INPUT" --new-tokens "$NEW" --runs "$RUNS" --json > "$OUT/$name.json"
+bench() { # NAME RUNS ARGS...
+    local name=$1 runs=$2; shift 2
+    log "t5g bench $* --runs $runs"
+    "$T5G" bench "$@" --input-tokens "$INPUT" --new-tokens "$NEW" --runs "$runs" --json > "$OUT/$name.json"
 }
-bench t5g_270m --synthetic t5gemma2-270m-270m --type q4_0 -t "$THREADS"
-skip t1 || bench t5g_270m_1t --synthetic t5gemma2-270m-270m --type q4_0 -t 1 --no-ceilings
-skip t5g2b || bench t5g_2b --synthetic t5gemma-2b-2b --type q4_0 -t "$THREADS"
+bench t5g_270m "$RUNS" --synthetic t5gemma2-270m-270m --type q4_0 -t "$THREADS"
+skip t1 || bench t5g_270m_1t "$RUNS" --synthetic t5gemma2-270m-270m --type q4_0 -t 1 --no-ceilings
+skip t5g2b || bench t5g_2b "$RUNS_2B" --synthetic t5gemma-2b-2b --type q4_0 -t "$THREADS"
 
 if ! skip ct2; then
     log "ctranslate2_encoder.py"
@@ -46,7 +49,8 @@ if ! skip ct2; then
 fi
 if ! skip llama; then
     log "llamacpp_generate.py"
-    "$PYTHON" tools/bench/llamacpp_generate.py --prompt-tokens "$INPUT" --new-tokens "$NEW" --threads "$THREADS" > "$OUT/llama.json"
+    PYTHONPATH="${LLAMA_PYTHONPATH:-}${PYTHONPATH:+:$PYTHONPATH}" \
+        "$PYTHON" tools/bench/llamacpp_generate.py --prompt-tokens "$INPUT" --new-tokens "$NEW" --threads "$THREADS" > "$OUT/llama.json"
 fi
 if ! skip hf; then
     log "transformers_cpu.py"
