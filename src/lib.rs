@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 #[allow(non_camel_case_types)]
 pub mod capi;
 pub mod convert;

@@ -26,6 +26,8 @@ pub enum Command {
     Logits(LogitsArgs),
     /// Download a Hugging Face checkpoint, convert it, and cache the GGUF.
     Pull(crate::pull::PullArgs),
+    /// Measure encoder and decoder throughput (on a file or a synthetic model).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -115,6 +117,7 @@ pub fn run(command: Command) -> Result<(), CliError> {
         Command::Tokenize(a) => tokenize(a),
         Command::Logits(a) => logits(a),
         Command::Pull(a) => crate::pull::run(a),
+        Command::Bench(a) => crate::bench::run(a),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `t5g` command line: thin wrappers over the library; no model logic lives here.
 
+mod bench;
 mod commands;
 mod convert_cmd;
 mod gen_flags;
