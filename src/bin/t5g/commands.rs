@@ -121,9 +121,47 @@ pub fn run(command: Command) -> Result<(), CliError> {
     }
 }
 
-/// The path of a `-m` argument: a file, or the name of a pulled model (`org/name[:type]`).
+/// The path of a `-m` argument: a GGUF file, the name of a pulled model (`org/name[:type]`),
+/// or a Hugging Face checkpoint directory (converted once, f16, into the cache).
 pub fn model_path(arg: &str) -> Result<PathBuf, CliError> {
+    let dir = std::path::Path::new(arg);
+    if dir.is_dir() && dir.join("config.json").is_file() {
+        return Ok(converted_checkpoint(dir)?);
+    }
     Ok(t5g::hub::resolve_model(arg)?)
+}
+
+/// Converts a checkpoint directory into `<cache>/converted/`, reusing the result while it is
+/// newer than every file of the checkpoint.
+fn converted_checkpoint(dir: &std::path::Path) -> t5g::Result<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let dir = dir.canonicalize().map_err(|e| t5g::Error::io(dir, e))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut hasher);
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let out_dir = t5g::hub::cache_root()?.join("converted");
+    std::fs::create_dir_all(&out_dir).map_err(|e| t5g::Error::io(&out_dir, e))?;
+    let out = out_dir.join(format!("{name}-{:016x}-f16.gguf", hasher.finish()));
+    let newest_source = std::fs::read_dir(&dir)
+        .map_err(|e| t5g::Error::io(&dir, e))?
+        .flatten()
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max();
+    let converted_at = std::fs::metadata(&out).ok().and_then(|m| m.modified().ok());
+    if matches!((converted_at, newest_source), (Some(c), Some(s)) if c >= s) {
+        return Ok(out);
+    }
+    eprintln!(
+        "note: converting {} to {} (f16)",
+        dir.display(),
+        out.display()
+    );
+    let opts = t5g::convert::ConvertOptions::new(&dir, &out);
+    t5g::convert::convert(&opts)?;
+    Ok(out)
 }
 
 /// Applies `-t` to the global thread pool.
