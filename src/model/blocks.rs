@@ -207,13 +207,18 @@ pub(crate) struct KeySegment<'a> {
 /// the thread pool several tasks per head on long inputs.
 const ATTENTION_ROWS: usize = 64;
 
+/// Which keys a query row may see: for query row `i` and key segment `s`, the range of key
+/// indices it attends to. Every T5Gemma mask (bidirectional or causal windows, full layers,
+/// cross-attention) is one contiguous range per segment, and every query sees at least one key.
+pub(crate) type Visible<'a> = &'a (dyn Fn(usize, usize) -> Range<usize> + Sync);
+
 /// Multi-head attention of `n_q` query rows against one or more key segments, with one softmax
-/// across all of them. `allowed(i, segment, j)` says whether query row `i` may see key `j` of
-/// `segment`. Scores are scaled, then soft-capped (if set), then masked — the order
+/// across all of them. Scores are scaled, then soft-capped (if set), then masked — the order
 /// transformers uses. Query head `h` reads kv head `h / (n_heads / n_kv_heads)`.
 ///
-/// Work is split into (head, block of query rows) tasks; each computes its scores and its
-/// weighted values as two f32 matrix products.
+/// Work is split into (head, block of query rows) tasks; each computes scores and weighted
+/// values as two f32 matrix products over just the keys some row of its block can see, so
+/// sliding windows cost their width, not the input length.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     q: &[f32],
@@ -222,7 +227,7 @@ pub(crate) fn attention(
     heads: Heads,
     scale: f32,
     softcap: Option<f32>,
-    allowed: &(dyn Fn(usize, usize, usize) -> bool + Sync),
+    visible: Visible,
     out: &mut [f32],
 ) {
     let Heads {
@@ -233,7 +238,6 @@ pub(crate) fn attention(
     let q_dim = n_heads * hd;
     let kv_dim = n_kv_heads * hd;
     let group = n_heads / n_kv_heads;
-    let n_keys: usize = segments.iter().map(|s| s.len).sum();
     debug_assert_eq!(q.len(), n_q * q_dim);
     debug_assert_eq!(out.len(), n_q * q_dim);
     let tasks: Vec<(usize, usize)> = (0..n_heads)
@@ -244,6 +248,31 @@ pub(crate) fn attention(
         .map(|&(h, r0)| {
             let rows = ATTENTION_ROWS.min(n_q - r0);
             let kv_off = (h / group) * hd;
+            // Per segment: each row's visible range, and their union (the columns computed).
+            let ranges: Vec<Vec<Range<usize>>> = segments
+                .iter()
+                .enumerate()
+                .map(|(s, seg)| {
+                    (0..rows)
+                        .map(|i| {
+                            let r = visible(r0 + i, s);
+                            r.start.min(seg.len)..r.end.min(seg.len)
+                        })
+                        .collect()
+                })
+                .collect();
+            let unions: Vec<Range<usize>> = ranges
+                .iter()
+                .map(|rs| {
+                    let lo = rs.iter().filter(|r| !r.is_empty()).map(|r| r.start).min();
+                    let hi = rs.iter().map(|r| r.end).max();
+                    match (lo, hi) {
+                        (Some(lo), Some(hi)) => lo..hi,
+                        _ => 0..0,
+                    }
+                })
+                .collect();
+            let width: usize = unions.iter().map(|u| u.len()).sum();
             let q_view = Strided {
                 data: &q[r0 * q_dim + h * hd..],
                 rows,
@@ -251,24 +280,25 @@ pub(crate) fn attention(
                 row_stride: q_dim,
                 col_stride: 1,
             };
-            let mut scores = vec![0.0f32; rows * n_keys];
+            let mut scores = vec![0.0f32; rows * width];
             let mut col = 0;
-            for seg in segments.iter().filter(|s| s.len > 0) {
+            for (seg, u) in segments.iter().zip(&unions).filter(|(_, u)| !u.is_empty()) {
                 let keys_t = Strided {
-                    data: &seg.k[kv_off..],
+                    data: &seg.k[u.start * kv_dim + kv_off..],
                     rows: hd,
-                    cols: seg.len,
+                    cols: u.len(),
                     row_stride: 1,
                     col_stride: kv_dim,
                 };
-                matmul_f32(&mut scores[col..], n_keys, false, q_view, keys_t, scale);
-                col += seg.len;
+                matmul_f32(&mut scores[col..], width, false, q_view, keys_t, scale);
+                col += u.len();
             }
-            for (i, row) in scores.chunks_exact_mut(n_keys).enumerate() {
-                let mut j0 = 0;
-                for (s, seg) in segments.iter().enumerate() {
-                    for (j, score) in row[j0..j0 + seg.len].iter_mut().enumerate() {
-                        *score = if !allowed(r0 + i, s, j) {
+            for (i, row) in scores.chunks_exact_mut(width.max(1)).take(rows).enumerate() {
+                let mut c0 = 0;
+                for (rs, u) in ranges.iter().zip(&unions) {
+                    let r = &rs[i];
+                    for (j, score) in (u.start..u.end).zip(&mut row[c0..c0 + u.len()]) {
+                        *score = if !r.contains(&j) {
                             f32::NEG_INFINITY
                         } else if let Some(c) = softcap {
                             (*score / c).tanh() * c
@@ -276,29 +306,32 @@ pub(crate) fn attention(
                             *score
                         };
                     }
-                    j0 += seg.len;
+                    c0 += u.len();
                 }
+                debug_assert!(row.iter().any(|s| s.is_finite()), "a query row sees no key");
                 ops::softmax_inplace(row);
             }
             let mut block = vec![0.0f32; rows * hd];
             let mut col = 0;
-            for (s, seg) in segments.iter().filter(|s| s.len > 0).enumerate() {
+            let mut first = true;
+            for (seg, u) in segments.iter().zip(&unions).filter(|(_, u)| !u.is_empty()) {
                 let probs = Strided {
                     data: &scores[col..],
                     rows,
-                    cols: seg.len,
-                    row_stride: n_keys,
+                    cols: u.len(),
+                    row_stride: width,
                     col_stride: 1,
                 };
                 let values = Strided {
-                    data: &seg.v[kv_off..],
-                    rows: seg.len,
+                    data: &seg.v[u.start * kv_dim + kv_off..],
+                    rows: u.len(),
                     cols: hd,
                     row_stride: kv_dim,
                     col_stride: 1,
                 };
-                matmul_f32(&mut block, hd, s > 0, probs, values, 1.0);
-                col += seg.len;
+                matmul_f32(&mut block, hd, !first, probs, values, 1.0);
+                first = false;
+                col += u.len();
             }
             block
         })

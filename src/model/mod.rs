@@ -13,6 +13,7 @@ pub use config::{Family, LayerKind, ModelConfig, RopeParams, StackConfig};
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::tokenizer::Tokenizer;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -116,10 +117,14 @@ impl LayerCache {
         self.v.extend_from_slice(v);
     }
 
-    /// Whether a query at `q_pos` may read the cached key at index `j` (causal, windowed).
-    pub(crate) fn allowed(&self, q_pos: usize, j: usize) -> bool {
-        let k_pos = self.start + j;
-        k_pos <= q_pos && self.window.is_none_or(|w| q_pos - k_pos < w)
+    /// The cached keys a query at `q_pos` may read: causal, and within the window on sliding
+    /// layers (`q_pos - key_pos < W`).
+    pub(crate) fn visible(&self, q_pos: usize) -> Range<usize> {
+        let first = match self.window {
+            Some(w) => (q_pos + 1).saturating_sub(w).max(self.start),
+            None => self.start,
+        };
+        (first - self.start)..(q_pos + 1 - self.start).min(self.len())
     }
 
     /// Drops keys no future query can see. Trimming waits until twice the window is held, so

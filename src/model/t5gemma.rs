@@ -182,14 +182,14 @@ pub(crate) fn encode(
         rope_rows(&rope, &mut q, e.head_dim, e.n_heads, 0);
         rope_rows(&rope, &mut k, e.head_dim, e.n_kv_heads, 0);
         let sliding = layer.kind == LayerKind::Sliding;
-        let allowed = move |i: usize, _: usize, j: usize| {
-            let dist = i.abs_diff(j);
-            !sliding
-                || if inclusive {
-                    dist <= window
-                } else {
-                    dist < window
-                }
+        // |i - j| <= W (transformers 5.24) or |i - j| < W (original).
+        let reach = if inclusive { window } else { window - 1 };
+        let visible = move |i: usize, _: usize| {
+            if sliding {
+                i.saturating_sub(reach)..i + reach + 1
+            } else {
+                0..n
+            }
         };
         let mut ctx = vec![0.0; n * e.q_dim()];
         let keys = [KeySegment {
@@ -204,7 +204,7 @@ pub(crate) fn encode(
             heads(e),
             e.attn_scale(),
             e.attn_logit_softcapping,
-            &allowed,
+            &visible,
             &mut ctx,
         );
         let mut out = layer.attn.o.forward(file, &ctx, n);
@@ -270,7 +270,7 @@ pub(crate) fn decode(
                 v: &cache.v,
                 len: cache.len(),
             }];
-            let allowed = |i: usize, _: usize, j: usize| cache.allowed(pos0 + i, j);
+            let visible = |i: usize, _: usize| cache.visible(pos0 + i);
             attention(
                 &q,
                 n,
@@ -278,7 +278,7 @@ pub(crate) fn decode(
                 heads(d),
                 d.attn_scale(),
                 d.attn_logit_softcapping,
-                &allowed,
+                &visible,
                 &mut ctx,
             );
         }
@@ -301,7 +301,7 @@ pub(crate) fn decode(
             heads(d),
             d.attn_scale(),
             d.attn_logit_softcapping,
-            &|_, _, _| true,
+            &|_, _| 0..usize::MAX,
             &mut ctx,
         );
         let mut out = layer.cross_attn.o.forward(file, &ctx, n);

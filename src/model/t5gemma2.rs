@@ -174,8 +174,13 @@ pub(crate) fn encode(
         let h = layer.pre_attn.applied(file, &x);
         let (q, k, v) = project_qkv(file, e, layer, &h, n, 0);
         let sliding = layer.kind == LayerKind::Sliding;
-        let allowed =
-            move |i: usize, _: usize, j: usize| !sliding || (j + left >= i && j <= i + right);
+        let visible = move |i: usize, _: usize| {
+            if sliding {
+                i.saturating_sub(left)..i + right + 1
+            } else {
+                0..n
+            }
+        };
         let mut ctx = vec![0.0; n * e.q_dim()];
         let keys = [KeySegment {
             k: &k,
@@ -189,7 +194,7 @@ pub(crate) fn encode(
             heads(e),
             e.attn_scale(),
             None,
-            &allowed,
+            &visible,
             &mut ctx,
         );
         let mut out = layer.attn.o.forward(file, &ctx, n);
@@ -261,8 +266,13 @@ pub(crate) fn decode(
                     len: cache.n_cross,
                 },
             ];
-            let allowed =
-                |i: usize, segment: usize, j: usize| segment == 1 || cache.allowed(pos0 + i, j);
+            let visible = |i: usize, segment: usize| {
+                if segment == 1 {
+                    0..cache.n_cross
+                } else {
+                    cache.visible(pos0 + i)
+                }
+            };
             attention(
                 &q,
                 n,
@@ -270,7 +280,7 @@ pub(crate) fn decode(
                 heads(d),
                 d.attn_scale(),
                 None,
-                &allowed,
+                &visible,
                 &mut ctx,
             );
         }
