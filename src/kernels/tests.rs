@@ -175,7 +175,7 @@ proptest! {
     }
 
     /// The matmul paths (dot and panel, ragged rows and tokens) of every level against the
-    /// scalar dot of each (row, token).
+    /// scalar dot of each (row, token): bit-identical on x86, within rounding on aarch64.
     #[test]
     fn quantized_matmul_matches_scalar_dots(
         rows in 1usize..=40,
@@ -210,7 +210,13 @@ proptest! {
                         (scalar::dot_q8_0_q8_0(wb, xb), abs_terms_q8(wb, xb))
                     };
                     let got = y[t * rows + r];
-                    prop_assert!(close(got, want, terms), "{l} {ty} r{r} t{t}: {got} vs {want}");
+                    if cfg!(target_arch = "x86_64") {
+                        // x86 levels add exact block sums in the scalar order, unfused: the
+                        // same bits at every level, so greedy output cannot depend on it.
+                        prop_assert_eq!(got.to_bits(), want.to_bits(), "{} {} r{} t{}: {} vs {}", l, ty, r, t, got, want);
+                    } else {
+                        prop_assert!(close(got, want, terms), "{l} {ty} r{r} t{t}: {got} vs {want}");
+                    }
                 }
             }
         }

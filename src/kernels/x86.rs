@@ -137,14 +137,6 @@ unsafe fn hsum256(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
-/// `d_w · d_x` broadcast to 8 lanes, both halves converted by one F16C instruction.
-#[inline(always)]
-unsafe fn scale2(a: f16, b: f16) -> __m256 {
-    let bits = a.to_bits() as u32 | (b.to_bits() as u32) << 16;
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
-    _mm256_broadcastss_ps(_mm_mul_ss(v, _mm_movehdup_ps(v)))
-}
-
 /// The 32 nibbles of a Q4_0 block as bytes 0..=15, in element order.
 #[inline(always)]
 unsafe fn q4_bytes(qs: &[u8; 16]) -> __m256i {
@@ -167,21 +159,44 @@ unsafe fn dot_blocks<B>(
     wd: impl Fn(&B) -> f16,
     block: impl Fn(&B, &BlockQ8_0) -> __m256i,
 ) -> f32 {
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut w2 = w.chunks_exact(2);
-    let mut x2 = x.chunks_exact(2);
-    for (wp, xp) in (&mut w2).zip(&mut x2) {
-        let p0 = _mm256_cvtepi32_ps(block(&wp[0], &xp[0]));
-        let p1 = _mm256_cvtepi32_ps(block(&wp[1], &xp[1]));
-        acc0 = _mm256_fmadd_ps(p0, scale2(wd(&wp[0]), xp[0].d), acc0);
-        acc1 = _mm256_fmadd_ps(p1, scale2(wd(&wp[1]), xp[1].d), acc1);
+    // Each block's integer sum is exact; adding the scaled blocks one by one in f32, unfused,
+    // is the scalar reference's order, so every kernel level returns the same bits.
+    let mut sum = 0.0f32;
+    for (bw, bx) in w.iter().zip(x) {
+        let isum = hsum_epi32(block(bw, bx));
+        sum += isum as f32 * scale1(wd(bw), bx.d);
     }
-    if let (Some(wb), Some(xb)) = (w2.remainder().first(), x2.remainder().first()) {
-        let p = _mm256_cvtepi32_ps(block(wb, xb));
-        acc0 = _mm256_fmadd_ps(p, scale2(wd(wb), xb.d), acc0);
-    }
-    hsum256(_mm256_add_ps(acc0, acc1))
+    sum
+}
+
+/// Horizontal sum of 8 i32 (exact: block sums are far below overflow).
+#[inline(always)]
+unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+/// `d_w · d_x` in f32, both converted by one F16C instruction.
+#[inline(always)]
+unsafe fn scale1(a: f16, b: f16) -> f32 {
+    let bits = a.to_bits() as u32 | (b.to_bits() as u32) << 16;
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    _mm_cvtss_f32(_mm_mul_ss(v, _mm_movehdup_ps(v)))
+}
+
+/// `a · b + c` rounded twice, like the scalar reference (a fused multiply-add would round
+/// once and make levels disagree in the last bit).
+#[inline(always)]
+unsafe fn madd_unfused256(a: __m256, b: __m256, c: __m256) -> __m256 {
+    _mm256_add_ps(_mm256_mul_ps(a, b), c)
+}
+
+/// 16-lane [`madd_unfused256`].
+#[inline(always)]
+unsafe fn madd_unfused512(a: __m512, b: __m512, c: __m512) -> __m512 {
+    _mm512_add_ps(_mm512_mul_ps(a, b), c)
 }
 
 /// Signed bytes · signed bytes, pairwise summed to 8 × i32, with `maddubs` (|w| ≤ 128 and
@@ -391,7 +406,7 @@ mod avx2 {
         _mm256_loadu_ps,
         _mm256_storeu_ps,
         _mm256_mul_ps,
-        _mm256_fmadd_ps,
+        madd_unfused256,
         _mm256_cvtepi32_ps,
         _mm256_add_epi32
     );
@@ -475,7 +490,7 @@ mod avx512 {
         _mm512_loadu_ps,
         _mm512_storeu_ps,
         _mm512_mul_ps,
-        _mm512_fmadd_ps,
+        madd_unfused512,
         _mm512_cvtepi32_ps,
         _mm512_add_epi32
     );
@@ -534,7 +549,7 @@ mod vnni {
         _mm512_loadu_ps,
         _mm512_storeu_ps,
         _mm512_mul_ps,
-        _mm512_fmadd_ps,
+        madd_unfused512,
         _mm512_cvtepi32_ps,
         _mm512_add_epi32
     );
