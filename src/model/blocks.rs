@@ -135,6 +135,25 @@ impl Norm {
     }
 }
 
+/// The end of every sandwich-normed sublayer: `x += post(out)`.
+pub(crate) fn add_post_normed(file: &GgufFile, post: &Norm, mut out: Vec<f32>, x: &mut [f32]) {
+    post.apply(file, &mut out);
+    ops::add_inplace(x, &out);
+}
+
+/// The feed-forward sublayer of every Gemma block: `x += post(MLP(pre(x)))`.
+pub(crate) fn feed_forward(
+    file: &GgufFile,
+    x: &mut [f32],
+    n: usize,
+    pre: &Norm,
+    mlp: &Mlp,
+    post: &Norm,
+) {
+    let h = pre.applied(file, x);
+    add_post_normed(file, post, mlp.forward(file, &h, n), x);
+}
+
 /// The gated GELU MLP: `down(gelu_tanh(gate(x)) * up(x))`.
 #[derive(Clone, Debug)]
 pub(crate) struct Mlp {

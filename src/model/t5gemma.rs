@@ -8,7 +8,8 @@
 //! See `shared/reference/T5GEMMA_ARCHITECTURE.md` §1 for the exact math.
 
 use super::blocks::{
-    attention, embed_scale, embed_tokens, rope_rows, AttnProj, Heads, KeySegment, Linear, Mlp, Norm,
+    add_post_normed, attention, embed_scale, embed_tokens, feed_forward, rope_rows, AttnProj,
+    Heads, KeySegment, Linear, Mlp, Norm,
 };
 use super::config::{LayerKind, ModelConfig, StackConfig};
 use super::{DecoderState, EncoderOutput, LayerCache};
@@ -207,14 +208,13 @@ pub(crate) fn encode(
             &visible,
             &mut ctx,
         );
-        let mut out = layer.attn.o.forward(file, &ctx, n);
-        layer.post_attn.apply(file, &mut out);
-        ops::add_inplace(&mut x, &out);
-
-        let h = layer.pre_ffw.applied(file, &x);
-        let mut out = layer.mlp.forward(file, &h, n);
-        layer.post_ffw.apply(file, &mut out);
-        ops::add_inplace(&mut x, &out);
+        add_post_normed(
+            file,
+            &layer.post_attn,
+            layer.attn.o.forward(file, &ctx, n),
+            &mut x,
+        );
+        feed_forward(file, &mut x, n, &layer.pre_ffw, &layer.mlp, &layer.post_ffw);
     }
     w.enc_norm.apply(file, &mut x);
     Ok(x)
@@ -282,9 +282,12 @@ pub(crate) fn decode(
                 &mut ctx,
             );
         }
-        let mut out = layer.self_attn.o.forward(file, &ctx, n);
-        layer.post_self.apply(file, &mut out);
-        ops::add_inplace(&mut y, &out);
+        add_post_normed(
+            file,
+            &layer.post_self,
+            layer.self_attn.o.forward(file, &ctx, n),
+            &mut y,
+        );
 
         // Cross-attention: no RoPE, no window, same scale and soft-cap.
         let h = layer.pre_cross.applied(file, &y);
@@ -304,14 +307,13 @@ pub(crate) fn decode(
             &|_, _| 0..usize::MAX,
             &mut ctx,
         );
-        let mut out = layer.cross_attn.o.forward(file, &ctx, n);
-        layer.post_cross.apply(file, &mut out);
-        ops::add_inplace(&mut y, &out);
-
-        let h = layer.pre_ffw.applied(file, &y);
-        let mut out = layer.mlp.forward(file, &h, n);
-        layer.post_ffw.apply(file, &mut out);
-        ops::add_inplace(&mut y, &out);
+        add_post_normed(
+            file,
+            &layer.post_cross,
+            layer.cross_attn.o.forward(file, &ctx, n),
+            &mut y,
+        );
+        feed_forward(file, &mut y, n, &layer.pre_ffw, &layer.mlp, &layer.post_ffw);
     }
     w.dec_norm.apply(file, &mut y);
     let mut logits = w.lm_head.forward(file, &y, n);

@@ -8,8 +8,8 @@
 //! See `shared/reference/T5GEMMA_ARCHITECTURE.md` §2 for the exact math.
 
 use super::blocks::{
-    attention, embed_scale, embed_tokens, rope_rows, AttnProj, Heads, KeySegment, Linear, Mlp,
-    Norm, Vector,
+    add_post_normed, attention, embed_scale, embed_tokens, feed_forward, rope_rows, AttnProj,
+    Heads, KeySegment, Linear, Mlp, Norm, Vector,
 };
 use super::config::{LayerKind, ModelConfig, StackConfig};
 use super::{DecoderState, EncoderOutput, LayerCache};
@@ -197,14 +197,13 @@ pub(crate) fn encode(
             &visible,
             &mut ctx,
         );
-        let mut out = layer.attn.o.forward(file, &ctx, n);
-        layer.post_attn.apply(file, &mut out);
-        ops::add_inplace(&mut x, &out);
-
-        let h = layer.pre_ffw.applied(file, &x);
-        let mut out = layer.mlp.forward(file, &h, n);
-        layer.post_ffw.apply(file, &mut out);
-        ops::add_inplace(&mut x, &out);
+        add_post_normed(
+            file,
+            &layer.post_attn,
+            layer.attn.o.forward(file, &ctx, n),
+            &mut x,
+        );
+        feed_forward(file, &mut x, n, &layer.pre_ffw, &layer.mlp, &layer.post_ffw);
     }
     w.enc_norm.apply(file, &mut x);
     Ok(x)
@@ -284,14 +283,13 @@ pub(crate) fn decode(
                 &mut ctx,
             );
         }
-        let mut out = layer.attn.o.forward(file, &ctx, n);
-        layer.post_attn.apply(file, &mut out);
-        ops::add_inplace(&mut y, &out);
-
-        let h = layer.pre_ffw.applied(file, &y);
-        let mut out = layer.mlp.forward(file, &h, n);
-        layer.post_ffw.apply(file, &mut out);
-        ops::add_inplace(&mut y, &out);
+        add_post_normed(
+            file,
+            &layer.post_attn,
+            layer.attn.o.forward(file, &ctx, n),
+            &mut y,
+        );
+        feed_forward(file, &mut y, n, &layer.pre_ffw, &layer.mlp, &layer.post_ffw);
     }
     w.dec_norm.apply(file, &mut y);
     let mut logits = w.embed.forward(file, &y, n);
