@@ -15,42 +15,9 @@
 
 use crate::error::{Error, Result};
 
-/// What a piece is, numbered as SentencePiece (and llama.cpp's `token_type`) number it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PieceType {
-    /// An ordinary piece the segmenter may produce.
-    Normal = 1,
-    /// The unknown piece.
-    Unknown = 2,
-    /// A control symbol such as `<bos>`; never produced from text.
-    Control = 3,
-    /// A user-defined symbol, always matched as a whole.
-    UserDefined = 4,
-    /// A reserved, unused slot.
-    Unused = 5,
-    /// A byte-fallback piece `<0xAB>`.
-    Byte = 6,
-}
-
-impl PieceType {
-    /// Maps SentencePiece's enum value.
-    pub fn from_id(id: u64) -> Option<Self> {
-        Some(match id {
-            1 => PieceType::Normal,
-            2 => PieceType::Unknown,
-            3 => PieceType::Control,
-            4 => PieceType::UserDefined,
-            5 => PieceType::Unused,
-            6 => PieceType::Byte,
-            _ => return None,
-        })
-    }
-
-    /// The enum value (also llama.cpp's `tokenizer.ggml.token_type` value).
-    pub fn id(self) -> i32 {
-        self as i32
-    }
-}
+/// A piece's kind: SentencePiece's `Type` enum, whose values are also llama.cpp's
+/// `tokenizer.ggml.token_type` values, so it is the tokenizer's own type.
+pub use crate::tokenizer::TokenType as PieceType;
 
 /// One vocabulary entry.
 #[derive(Clone, Debug, PartialEq)]
@@ -227,7 +194,9 @@ fn parse_piece(bytes: &[u8], base: usize, index: usize) -> Result<Piece> {
             }
             (2, Value::Fixed32(v)) => score = f32::from_bits(v),
             (3, Value::Varint(v)) => {
-                kind = PieceType::from_id(v)
+                kind = i32::try_from(v)
+                    .ok()
+                    .and_then(PieceType::from_i32)
                     .ok_or_else(|| bad(r.at(), &format!("piece {index} has unknown type {v}")))?;
             }
             (1..=3, _) => {

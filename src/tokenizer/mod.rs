@@ -49,6 +49,11 @@ pub enum TokenType {
 }
 
 impl TokenType {
+    /// The value stored in `tokenizer.ggml.token_type` (and SentencePiece's `Type` enum).
+    pub fn id(self) -> i32 {
+        self as i32
+    }
+
     /// The type for a `tokenizer.ggml.token_type` value.
     pub fn from_i32(v: i32) -> Option<Self> {
         Some(match v {
