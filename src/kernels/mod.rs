@@ -464,16 +464,18 @@ fn gemm_panels(
             with_buffer(&PANEL, |panel| {
                 let mut tile = vec![0.0f32; 4 * prows];
                 let p_end = ((task + 1) * per_task).min(n_panels);
-                for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
-                    let t_end = (t0 + TOKEN_TILE).min(n_tokens);
-                    for p in task * per_task..p_end {
-                        let (r0, r1) = (p * prows, ((p + 1) * prows).min(rows));
-                        let bytes = &w.data[r0 * w.row_bytes()..r1 * w.row_bytes()];
-                        if w.ty == GgmlType::Q4_0 {
-                            panel.pack_q4_0(prows, bpr, cast(bytes));
-                        } else {
-                            panel.pack_q8_0(prows, bpr, cast(bytes));
-                        }
+                // Each panel is packed once and every token streams past it: packing costs
+                // about as much as a few tokens' worth of multiply-adds.
+                for p in task * per_task..p_end {
+                    let (r0, r1) = (p * prows, ((p + 1) * prows).min(rows));
+                    let bytes = &w.data[r0 * w.row_bytes()..r1 * w.row_bytes()];
+                    if w.ty == GgmlType::Q4_0 {
+                        panel.pack_q4_0(prows, bpr, cast(bytes));
+                    } else {
+                        panel.pack_q8_0(prows, bpr, cast(bytes));
+                    }
+                    for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
+                        let t_end = (t0 + TOKEN_TILE).min(n_tokens);
                         for t in (t0..t_end).step_by(4) {
                             let nt = (t_end - t).min(4);
                             kernel(panel, acts, t, nt, &mut tile);

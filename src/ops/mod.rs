@@ -18,11 +18,44 @@ pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     rmsnorm_inplace(out, w, eps);
 }
 
-/// GELU, tanh approximation (`gelu_pytorch_tanh`).
-#[inline]
+/// `e^x` in f32 without a libm call (Cephes' polynomial, within 2 ulp of libm; exactly 0 at
+/// -inf). Branch-free, so loops over it vectorize: the encoder spends its non-matrix time in
+/// GELU and softmax exponentials.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    let xc = x.clamp(-87.0, 88.0);
+    let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = xc - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 0.166_666_65;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    let scaled = y * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x == f32::NEG_INFINITY {
+        0.0
+    } else {
+        scaled
+    }
+}
+
+/// `tanh(x)` through [`exp_f32`] (absolute error below 1e-7).
+#[inline(always)]
+pub fn tanh_f32(x: f32) -> f32 {
+    let e = exp_f32(2.0 * x);
+    (e - 1.0) / (e + 1.0)
+}
+
+/// GELU, tanh approximation (`gelu_pytorch_tanh`): `0.5 x (1 + tanh(z))`, computed as the
+/// equal `x / (1 + e^(-2z))`.
+#[inline(always)]
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)).tanh())
+    let z = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
+    x / (1.0 + exp_f32(-2.0 * z))
 }
 
 /// `gate = gelu_tanh(gate) * up`, element-wise.
@@ -35,7 +68,7 @@ pub fn gelu_gate_inplace(gate: &mut [f32], up: &[f32]) {
 /// Soft-capping `tanh(x / cap) * cap`, in place.
 pub fn softcap_inplace(x: &mut [f32], cap: f32) {
     for v in x {
-        *v = (*v / cap).tanh() * cap;
+        *v = tanh_f32(*v / cap) * cap;
     }
 }
 
@@ -55,11 +88,10 @@ pub fn softmax_inplace(x: &mut [f32]) {
         x.iter_mut().for_each(|v| *v = u);
         return;
     }
-    let mut sum = 0.0;
     for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
+        *v = exp_f32(*v - max);
     }
+    let sum: f32 = x.iter().sum();
     let inv = 1.0 / sum;
     x.iter_mut().for_each(|v| *v *= inv);
 }
@@ -102,6 +134,29 @@ impl Rope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_exp_tanh_and_gelu_match_libm() {
+        let mut worst = (0.0f32, 0.0f32, 0.0f32);
+        for i in -200_000..=200_000 {
+            let x = i as f32 * 4.35e-4; // -87 .. 87 (below -87 the result is clamped near 1e-38)
+            let rel = (exp_f32(x) - x.exp()).abs() / x.exp();
+            worst.0 = worst.0.max(rel);
+            let t = i as f32 * 1e-4;
+            worst.1 = worst.1.max((tanh_f32(t) - t.tanh()).abs());
+            let reference = 0.5 * t * (1.0 + (0.797_884_6f32 * (t + 0.044715 * t * t * t)).tanh());
+            worst.2 = worst
+                .2
+                .max((gelu_tanh(t) - reference).abs() / t.abs().max(1.0));
+        }
+        assert!(worst.0 < 3e-7, "exp relative error {}", worst.0);
+        assert!(worst.1 < 2e-7, "tanh absolute error {}", worst.1);
+        assert!(worst.2 < 3e-7, "gelu error {}", worst.2);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert!(exp_f32(-100.0) < 2e-38);
+        assert_eq!(tanh_f32(100.0), 1.0);
+        assert_eq!(tanh_f32(-100.0), -1.0);
+    }
 
     #[test]
     fn rmsnorm_uses_one_plus_weight() {

@@ -48,9 +48,23 @@ pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         block.d = f16::from_f32(d);
         for (q, &v) in block.qs.iter_mut().zip(xs) {
-            // `as` saturates and maps NaN to 0, where C would be undefined.
-            *q = (v * id).round() as i8;
+            *q = round_half_away(v * id) as i8;
         }
+    }
+}
+
+/// C's `roundf` (halves away from zero) for |x| < 2^23, without a libm call, so the loop
+/// vectorizes; NaN becomes 0 (`as` saturates), where C would be undefined.
+#[inline(always)]
+fn round_half_away(x: f32) -> f32 {
+    let t = (x as i32) as f32;
+    let f = x - t; // exact: t is x truncated
+    if f >= 0.5 {
+        t + 1.0
+    } else if f <= -0.5 {
+        t - 1.0
+    } else {
+        t
     }
 }
 
