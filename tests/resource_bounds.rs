@@ -62,13 +62,22 @@ fn inputs_past_a_million_tokens_are_refused() {
 fn cli_refuses_a_request_larger_than_available_memory() {
     let (path, _model) = tiny_model();
     let out = Command::new(env!("CARGO_BIN_EXE_t5g"))
-        .args(["generate", "-m", path.to_str().unwrap(), "--input-ids", "5,6,7"])
+        .args([
+            "generate",
+            "-m",
+            path.to_str().unwrap(),
+            "--input-ids",
+            "5,6,7",
+        ])
         .args(["-n", "64", "--ids"])
         .env("T5G_MEM_AVAILABLE", "1024")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("GiB available") && stderr.contains("-n"), "{stderr}");
+    assert!(
+        stderr.contains("GiB available") && stderr.contains("-n"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -265,9 +265,12 @@ impl Model {
                 };
                 kept * dec.kv_dim() as u128 * 2 * 4
             })
-            .sum();
+            .fold(0u128, u128::saturating_add);
         let logits = self.config.vocab_size as u128 * 4;
-        encoder + cross + beams.max(1) as u128 * (self_kv + logits)
+        // Saturating: absurd requests must give a huge figure, not an overflow.
+        (beams.max(1) as u128)
+            .saturating_mul(self_kv.saturating_add(logits))
+            .saturating_add(encoder + cross)
     }
 
     /// Refuses, before any work, a request whose [`request_bytes`](Self::request_bytes)
@@ -395,14 +398,19 @@ mod resource_tests {
     #[test]
     fn inputs_past_a_million_tokens_are_refused() {
         assert!(check_input_length(MAX_INPUT_TOKENS).is_ok());
-        let err = check_input_length(MAX_INPUT_TOKENS + 1).unwrap_err().to_string();
+        let err = check_input_length(MAX_INPUT_TOKENS + 1)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("1048577 tokens"), "{err}");
     }
 
     #[test]
     fn the_message_names_both_figures() {
         let msg = too_big_message(3 << 30, 1 << 30);
-        assert!(msg.contains("~3.00 GiB") && msg.contains("1.00 GiB available"), "{msg}");
+        assert!(
+            msg.contains("~3.00 GiB") && msg.contains("1.00 GiB available"),
+            "{msg}"
+        );
         assert!(msg.contains("fewer beams or -n"), "{msg}");
     }
 }

@@ -34,10 +34,13 @@ fn tokenizers() -> &'static [Tokenizer] {
     TOKENIZERS.get_or_init(|| {
         // `CARGO_MANIFEST_DIR` is the repository root in tests and `fuzz/` in the fuzz crate.
         let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let dir = [here.join("tests/fixtures/tokenizer"), here.join("../tests/fixtures/tokenizer")]
-            .into_iter()
-            .find(|d| d.is_dir())
-            .expect("tests/fixtures/tokenizer");
+        let dir = [
+            here.join("tests/fixtures/tokenizer"),
+            here.join("../tests/fixtures/tokenizer"),
+        ]
+        .into_iter()
+        .find(|d| d.is_dir())
+        .expect("tests/fixtures/tokenizer");
         ["vocab.gguf", "gemma3_vocab.gguf"]
             .iter()
             .map(|name| dir.join(name))
