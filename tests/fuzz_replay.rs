@@ -8,6 +8,8 @@
 mod gguf_builder;
 
 use gguf_builder::exercise::exercise_gguf;
+use gguf_builder::exercise_convert::exercise_convert;
+use gguf_builder::exercise_text::{exercise_sentencepiece, exercise_tokenizer};
 use gguf_builder::*;
 use std::path::{Path, PathBuf};
 use t5g::gguf::{GgmlType, MetaValue, ValueType};
@@ -55,6 +57,9 @@ fn replay(target: &str, file: &Path) -> Option<bool> {
     let bytes = std::fs::read(file).unwrap();
     match target {
         "gguf_reader" => Some(exercise_gguf(&bytes)),
+        "safetensors_config" => Some(exercise_convert(&bytes)),
+        "sentencepiece_model" => Some(exercise_sentencepiece(&bytes)),
+        "tokenizer" => Some(exercise_tokenizer(&bytes)),
         _ => None,
     }
 }
@@ -67,15 +72,13 @@ fn fuzz_seeds_replay() {
     for file in &files {
         let target = target_of(&base, file);
         let ok = replay(&target, file);
-        if target == "gguf_reader" {
-            // Seeds are valid files: a seed the reader refuses is a seed that teaches nothing.
-            assert_eq!(ok, Some(true), "seed {} is not accepted", file.display());
-            accepted += 1;
-        }
+        // Seeds are valid files: a seed the reader refuses is a seed that teaches nothing.
+        assert_eq!(ok, Some(true), "seed {} is not accepted", file.display());
+        accepted += 1;
     }
     assert!(
-        accepted >= 5,
-        "expected the GGUF seeds under {}",
+        accepted >= 5 + 5 + 2 + 5,
+        "expected the seeds of every target under {}",
         base.display()
     );
 }

@@ -231,8 +231,14 @@ impl<'a> Obj<'a> {
 
 /// Reads and parses a JSON file into a top-level object.
 pub(crate) fn read_json(path: &Path) -> Result<Map<String, Value>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    match serde_json::from_str::<Value>(&text) {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_json(&bytes, path)
+}
+
+/// Parses the bytes of a JSON file into a top-level object; `path` is used in error messages.
+/// serde_json refuses nesting deeper than 128 levels, so hostile files cannot overflow the stack.
+pub(crate) fn parse_json(bytes: &[u8], path: &Path) -> Result<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(Error::format(
             path,
@@ -248,6 +254,11 @@ impl ModelConfig {
         let path = dir.join("config.json");
         let map = read_json(&path)?;
         Self::from_json(&map, &path)
+    }
+
+    /// Parses the bytes of a `config.json`; `file` is used in error messages.
+    pub fn from_bytes(bytes: &[u8], file: &Path) -> Result<Self> {
+        Self::from_json(&parse_json(bytes, file)?, file)
     }
 
     /// Parses an already-read `config.json` object; `file` is used in error messages.
@@ -576,17 +587,23 @@ impl GenerationConfig {
         if !path.exists() {
             return Ok(None);
         }
-        let map = read_json(&path)?;
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        Self::from_bytes(&bytes, &path).map(Some)
+    }
+
+    /// Parses the bytes of a `generation_config.json`; `file` is used in error messages.
+    pub fn from_bytes(bytes: &[u8], file: &Path) -> Result<Self> {
+        let map = parse_json(bytes, file)?;
         let o = Obj {
             map: &map,
-            file: &path,
+            file,
             prefix: String::new(),
         };
-        Ok(Some(GenerationConfig {
+        Ok(GenerationConfig {
             eos_token_ids: o.i64_list("eos_token_id")?,
             bos_token_id: o.opt_i64("bos_token_id")?,
             decoder_start_token_id: o.opt_i64("decoder_start_token_id")?,
-        }))
+        })
     }
 }
 

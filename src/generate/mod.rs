@@ -138,6 +138,11 @@ pub fn generate(
     on_token: &mut dyn FnMut(u32) -> Flow,
 ) -> Result<Generation> {
     opts.validate()?;
+    let beams = match &opts.strategy {
+        Strategy::Beam(b) => b.beams,
+        _ => 1,
+    };
+    model.check_request(input_ids.len(), opts.max_new_tokens, beams)?;
     let t0 = Instant::now();
     let encoded = model.encode(input_ids)?;
     let state = model.start_decoder(&encoded)?;

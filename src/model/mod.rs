@@ -18,6 +18,49 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+/// Longest encoder input accepted, in tokens. Real checkpoints are trained on a few thousand;
+/// a million is far past any of them and already needs gigabytes of activations.
+pub const MAX_INPUT_TOKENS: usize = 1 << 20;
+
+/// Refuses an encoder input longer than [`MAX_INPUT_TOKENS`].
+pub fn check_input_length(n_input: usize) -> Result<()> {
+    if n_input > MAX_INPUT_TOKENS {
+        return Err(Error::invalid(format!(
+            "the encoder input has {n_input} tokens; at most {MAX_INPUT_TOKENS} are accepted \
+             (use fewer input tokens or --max-input-tokens)"
+        )));
+    }
+    Ok(())
+}
+
+/// What the system can still give us: `MemAvailable` from `/proc/meminfo`, in bytes. `None`
+/// where that is not known (not Linux, or an unreadable file); the check is then skipped.
+/// `T5G_MEM_AVAILABLE` (bytes) overrides it, for tests.
+pub fn available_memory() -> Option<u64> {
+    if let Some(v) = std::env::var_os("T5G_MEM_AVAILABLE") {
+        return v.to_str().and_then(|s| s.trim().parse().ok());
+    }
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_available(&text)
+}
+
+/// `MemAvailable:  123456 kB` → bytes.
+fn parse_mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+fn too_big_message(needed: u128, available: u64) -> String {
+    let gib = |b: f64| b / (1u64 << 30) as f64;
+    format!(
+        "this request needs ~{:.2} GiB for activations and caches, {:.2} GiB available; \
+         use fewer input tokens, --max-input-tokens, fewer beams or -n",
+        gib(needed as f64),
+        gib(available as f64)
+    )
+}
+
 /// A loaded model: the mapped file, its configuration, and handles to every weight.
 ///
 /// `Model` is `Send + Sync`: one instance serves any number of concurrent [`DecoderState`]s.
@@ -206,11 +249,55 @@ impl Model {
         &self.file
     }
 
+    /// Bytes of activations and caches one request needs: encoder activations for
+    /// `n_input` tokens (hidden, q/k/v and FFN widths, plus one row of attention scores per
+    /// worker thread), the cross-attention keys and values of every decoder layer, and the
+    /// self-attention caches of `beams` hypotheses of `max_new_tokens` (sliding layers keep at
+    /// most `2 × window` positions), with their logits. An estimate, not an exact count.
+    pub fn request_bytes(&self, n_input: usize, max_new_tokens: usize, beams: usize) -> u128 {
+        let (enc, dec) = (&self.config.encoder, &self.config.decoder);
+        let n = n_input as u128;
+        let threads = rayon::current_num_threads().max(1) as u128;
+        let enc_width = 2 * enc.hidden + enc.q_dim() + 2 * enc.kv_dim() + 2 * enc.ffn;
+        let encoder = n * enc_width as u128 * 4 + threads * n * 4;
+        let cross = dec.n_layers as u128 * n * dec.kv_dim() as u128 * 2 * 4;
+        let positions = max_new_tokens as u128 + 1;
+        let self_kv: u128 = (0..dec.n_layers)
+            .map(|l| {
+                let kept = match dec.layer_kinds.get(l) {
+                    Some(LayerKind::Sliding) => positions.min(2 * dec.sliding_window as u128),
+                    _ => positions,
+                };
+                kept * dec.kv_dim() as u128 * 2 * 4
+            })
+            .fold(0u128, u128::saturating_add);
+        let logits = self.config.vocab_size as u128 * 4;
+        // Saturating: absurd requests must give a huge figure, not an overflow.
+        (beams.max(1) as u128)
+            .saturating_mul(self_kv.saturating_add(logits))
+            .saturating_add(encoder + cross)
+    }
+
+    /// Refuses, before any work, a request whose [`request_bytes`](Self::request_bytes)
+    /// exceed the memory the system has available (`MemAvailable` on Linux; elsewhere no
+    /// check), naming both figures and what to reduce.
+    pub fn check_request(&self, n_input: usize, max_new_tokens: usize, beams: usize) -> Result<()> {
+        check_input_length(n_input)?;
+        let needed = self.request_bytes(n_input, max_new_tokens, beams);
+        match available_memory() {
+            Some(available) if needed > u128::from(available) => {
+                Err(Error::invalid(too_big_message(needed, available)))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Runs the encoder over a whole input at once.
     pub fn encode(&self, ids: &[u32]) -> Result<EncoderOutput> {
         if ids.is_empty() {
             return Err(Error::invalid("the encoder input is empty"));
         }
+        self.check_request(ids.len(), 0, 0)?;
         let hidden = match &self.weights {
             FamilyWeights::T5Gemma(w) => t5gemma::encode(&self.file, &self.config, w, ids)?,
             FamilyWeights::T5Gemma2(w) => t5gemma2::encode(&self.file, &self.config, w, ids)?,
@@ -299,5 +386,36 @@ impl Model {
             }
         }
         counts
+    }
+}
+
+#[cfg(test)]
+mod resource_tests {
+    use super::*;
+
+    #[test]
+    fn mem_available_is_read_in_bytes() {
+        let text = "MemTotal:       16000000 kB\nMemFree: 1 kB\nMemAvailable:    2048 kB\n";
+        assert_eq!(parse_mem_available(text), Some(2 << 20));
+        assert_eq!(parse_mem_available("MemTotal: 5 kB\n"), None);
+    }
+
+    #[test]
+    fn inputs_past_a_million_tokens_are_refused() {
+        assert!(check_input_length(MAX_INPUT_TOKENS).is_ok());
+        let err = check_input_length(MAX_INPUT_TOKENS + 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("1048577 tokens"), "{err}");
+    }
+
+    #[test]
+    fn the_message_names_both_figures() {
+        let msg = too_big_message(3 << 30, 1 << 30);
+        assert!(
+            msg.contains("~3.00 GiB") && msg.contains("1.00 GiB available"),
+            "{msg}"
+        );
+        assert!(msg.contains("fewer beams or -n"), "{msg}");
     }
 }

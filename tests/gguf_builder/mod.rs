@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod exercise;
+pub mod exercise_convert;
+pub mod exercise_text;
 
 use t5g::gguf::{GgmlType, GgufWriter, MetaValue, ValueType};
 

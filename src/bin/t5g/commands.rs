@@ -194,6 +194,13 @@ fn parse_ids(flag: &str, s: &str) -> Result<Vec<u32>, CliError> {
     if ids.is_empty() {
         return Err(CliError::Usage(format!("{flag}: no token ids given")));
     }
+    if ids.len() > t5g::model::MAX_INPUT_TOKENS {
+        return Err(CliError::Usage(format!(
+            "{flag}: {} token ids; at most {} are accepted",
+            ids.len(),
+            t5g::model::MAX_INPUT_TOKENS
+        )));
+    }
     Ok(ids)
 }
 
