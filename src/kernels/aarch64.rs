@@ -28,6 +28,9 @@ static NEON: Kernels = Kernels {
     dot_bf16,
     dot_q8_0: neon_dot_q8_0,
     dot_q4_0: neon_dot_q4_0,
+    // aarch64 kernels agree with the scalar ones to rounding, not bit for bit.
+    dot_q8_0_seq: neon_dot_q8_0,
+    dot_q4_0_seq: neon_dot_q4_0,
     panel: None,
 };
 
@@ -37,6 +40,8 @@ static DOTPROD: Kernels = Kernels {
     dot_bf16,
     dot_q8_0: sdot_dot_q8_0,
     dot_q4_0: sdot_dot_q4_0,
+    dot_q8_0_seq: sdot_dot_q8_0,
+    dot_q4_0_seq: sdot_dot_q4_0,
     panel: None,
 };
 

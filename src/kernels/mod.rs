@@ -250,8 +250,12 @@ pub(crate) struct Kernels {
     pub dot_f32: fn(&[f32], &[f32]) -> f32,
     pub dot_f16: fn(&[f16], &[f32]) -> f32,
     pub dot_bf16: fn(&[bf16], &[f32]) -> f32,
+    /// Decoder order (see `scalar`): block b into lane b % 8.
     pub dot_q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
     pub dot_q4_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
+    /// Sequential order, the panel kernels' order, for encoder calls without a panel.
+    pub dot_q8_0_seq: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
+    pub dot_q4_0_seq: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
     pub panel: Option<PanelKernels>,
 }
 
@@ -355,21 +359,19 @@ fn matmul_with(k: &Kernels, w: &MatRef, x: &[f32], n_tokens: usize, y: &mut [f32
                     None => {
                         let bpr = cols / QK;
                         let xq = &acts.q;
+                        // Calls the panel would take follow the panel's (sequential) order.
+                        let seq = n_tokens >= PANEL_MIN_TOKENS;
                         if w.ty == GgmlType::Q4_0 {
                             let wd: &[BlockQ4_0] = cast(w.data);
+                            let dot = if seq { k.dot_q4_0_seq } else { k.dot_q4_0 };
                             for_rows_tokens(w.rows, n_tokens, y, |r, t| {
-                                (k.dot_q4_0)(
-                                    &wd[r * bpr..(r + 1) * bpr],
-                                    &xq[t * bpr..(t + 1) * bpr],
-                                )
+                                dot(&wd[r * bpr..(r + 1) * bpr], &xq[t * bpr..(t + 1) * bpr])
                             })
                         } else {
                             let wd: &[BlockQ8_0] = cast(w.data);
+                            let dot = if seq { k.dot_q8_0_seq } else { k.dot_q8_0 };
                             for_rows_tokens(w.rows, n_tokens, y, |r, t| {
-                                (k.dot_q8_0)(
-                                    &wd[r * bpr..(r + 1) * bpr],
-                                    &xq[t * bpr..(t + 1) * bpr],
-                                )
+                                dot(&wd[r * bpr..(r + 1) * bpr], &xq[t * bpr..(t + 1) * bpr])
                             })
                         }
                     }

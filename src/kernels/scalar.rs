@@ -3,34 +3,80 @@
 use crate::quant::{BlockQ4_0, BlockQ8_0, QK};
 use half::{bf16, f16};
 
-/// Σ w·x over Q8_0 weight blocks and Q8_0 activation blocks.
-pub fn dot_q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+/// Exact integer Σ over one Q8_0 × Q8_0 block.
+fn isum_q8_0(bw: &BlockQ8_0, bx: &BlockQ8_0) -> i32 {
+    (0..QK).map(|j| bw.qs[j] as i32 * bx.qs[j] as i32).sum()
+}
+
+/// Exact integer Σ over one Q4_0 × Q8_0 block.
+fn isum_q4_0(bw: &BlockQ4_0, bx: &BlockQ8_0) -> i32 {
+    (0..QK / 2)
+        .map(|j| {
+            let lo = (bw.qs[j] & 0x0f) as i32 - 8;
+            let hi = (bw.qs[j] >> 4) as i32 - 8;
+            lo * bx.qs[j] as i32 + hi * bx.qs[j + QK / 2] as i32
+        })
+        .sum()
+}
+
+// Two summation orders define every quantized kernel, so that each level returns the same
+// bits: each block contributes `isum as f32 * (d_w * d_x)` (exact integer sum, two
+// roundings), and blocks are added either
+// - one by one in order (`*_seq`: the encoder's panel order), or
+// - into lane `b % 8`, the lanes then combined as [`combine_lanes`] says (the decoder's order,
+//   which SIMD kernels can follow at full width).
+
+/// How the eight lanes of the decoder order combine (what an x86 horizontal add does).
+pub fn combine_lanes(a: [f32; 8]) -> f32 {
+    ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+}
+
+fn dot_lanes<B>(
+    w: &[B],
+    x: &[BlockQ8_0],
+    wd: impl Fn(&B) -> f16,
+    isum: impl Fn(&B, &BlockQ8_0) -> i32,
+) -> f32 {
+    debug_assert_eq!(w.len(), x.len());
+    let mut lanes = [0.0f32; 8];
+    for (b, (bw, bx)) in w.iter().zip(x).enumerate() {
+        lanes[b % 8] += isum(bw, bx) as f32 * (wd(bw).to_f32() * bx.d.to_f32());
+    }
+    combine_lanes(lanes)
+}
+
+fn dot_seq<B>(
+    w: &[B],
+    x: &[BlockQ8_0],
+    wd: impl Fn(&B) -> f16,
+    isum: impl Fn(&B, &BlockQ8_0) -> i32,
+) -> f32 {
     debug_assert_eq!(w.len(), x.len());
     let mut sum = 0.0f32;
     for (bw, bx) in w.iter().zip(x) {
-        let mut isum = 0i32;
-        for j in 0..QK {
-            isum += bw.qs[j] as i32 * bx.qs[j] as i32;
-        }
-        sum += isum as f32 * (bw.d.to_f32() * bx.d.to_f32());
+        sum += isum(bw, bx) as f32 * (wd(bw).to_f32() * bx.d.to_f32());
     }
     sum
 }
 
-/// Σ w·x over Q4_0 weight blocks and Q8_0 activation blocks.
+/// Σ w·x over Q8_0 weight blocks and Q8_0 activation blocks, decoder (8-lane) order.
+pub fn dot_q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    dot_lanes(w, x, |b| b.d, isum_q8_0)
+}
+
+/// Σ w·x over Q4_0 weight blocks and Q8_0 activation blocks, decoder (8-lane) order.
 pub fn dot_q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-    debug_assert_eq!(w.len(), x.len());
-    let mut sum = 0.0f32;
-    for (bw, bx) in w.iter().zip(x) {
-        let mut isum = 0i32;
-        for j in 0..QK / 2 {
-            let lo = (bw.qs[j] & 0x0f) as i32 - 8;
-            let hi = (bw.qs[j] >> 4) as i32 - 8;
-            isum += lo * bx.qs[j] as i32 + hi * bx.qs[j + QK / 2] as i32;
-        }
-        sum += isum as f32 * (bw.d.to_f32() * bx.d.to_f32());
-    }
-    sum
+    dot_lanes(w, x, |b| b.d, isum_q4_0)
+}
+
+/// [`dot_q8_0_q8_0`] in sequential (encoder panel) order.
+pub fn dot_q8_0_q8_0_seq(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    dot_seq(w, x, |b| b.d, isum_q8_0)
+}
+
+/// [`dot_q4_0_q8_0`] in sequential (encoder panel) order.
+pub fn dot_q4_0_q8_0_seq(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+    dot_seq(w, x, |b| b.d, isum_q4_0)
 }
 
 /// Σ w·x in f32.
@@ -55,5 +101,7 @@ pub(crate) static KERNELS: super::Kernels = super::Kernels {
     dot_bf16: dot_bf16_f32,
     dot_q8_0: dot_q8_0_q8_0,
     dot_q4_0: dot_q4_0_q8_0,
+    dot_q8_0_seq: dot_q8_0_q8_0_seq,
+    dot_q4_0_seq: dot_q4_0_q8_0_seq,
     panel: None,
 };

@@ -202,12 +202,16 @@ proptest! {
                 let xb = &xq[t * nb..(t + 1) * nb];
                 for r in 0..rows {
                     let raw = m.row(r);
+                    // Decoder-sized calls use the 8-lane order, encoder-sized ones the panel's.
+                    let seq = n_tokens >= crate::kernels::PANEL_MIN_TOKENS;
                     let (want, terms) = if q4_weights {
                         let wb: &[BlockQ4_0] = cast(raw);
-                        (scalar::dot_q4_0_q8_0(wb, xb), abs_terms_q4(wb, xb))
+                        let f = if seq { scalar::dot_q4_0_q8_0_seq } else { scalar::dot_q4_0_q8_0 };
+                        (f(wb, xb), abs_terms_q4(wb, xb))
                     } else {
                         let wb: &[BlockQ8_0] = cast(raw);
-                        (scalar::dot_q8_0_q8_0(wb, xb), abs_terms_q8(wb, xb))
+                        let f = if seq { scalar::dot_q8_0_q8_0_seq } else { scalar::dot_q8_0_q8_0 };
+                        (f(wb, xb), abs_terms_q8(wb, xb))
                     };
                     let got = y[t * rows + r];
                     if cfg!(target_arch = "x86_64") {

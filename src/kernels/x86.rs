@@ -28,6 +28,8 @@ static AVX2: Kernels = Kernels {
     dot_bf16: avx2::dot_bf16,
     dot_q8_0: avx2::dot_q8_0,
     dot_q4_0: avx2::dot_q4_0,
+    dot_q8_0_seq: avx2::dot_q8_0_seq,
+    dot_q4_0_seq: avx2::dot_q4_0_seq,
     panel: Some(PanelKernels {
         rows: 8,
         q4_0: avx2::panel_q4_0,
@@ -42,6 +44,8 @@ static AVX512: Kernels = Kernels {
     dot_bf16: avx512::dot_bf16,
     dot_q8_0: avx512::dot_q8_0,
     dot_q4_0: avx512::dot_q4_0,
+    dot_q8_0_seq: avx512::dot_q8_0_seq,
+    dot_q4_0_seq: avx512::dot_q4_0_seq,
     panel: Some(PanelKernels {
         rows: 16,
         q4_0: avx512::panel_q4_0,
@@ -55,6 +59,8 @@ static AVX512_VNNI: Kernels = Kernels {
     dot_bf16: avx512::dot_bf16,
     dot_q8_0: vnni::dot_q8_0,
     dot_q4_0: vnni::dot_q4_0,
+    dot_q8_0_seq: vnni::dot_q8_0_seq,
+    dot_q4_0_seq: vnni::dot_q4_0_seq,
     panel: Some(PanelKernels {
         rows: 16,
         q4_0: vnni::panel_q4_0,
@@ -84,12 +90,22 @@ macro_rules! safe_entries {
         pub(super) fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
             assert_eq!(w.len(), x.len());
             // SAFETY: the table holding this fn is only handed out after feature detection.
-            unsafe { dot_q8_0_impl(w, x) }
+            unsafe { dot_q8_0_impl::<false>(w, x) }
         }
         pub(super) fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
             assert_eq!(w.len(), x.len());
             // SAFETY: the table holding this fn is only handed out after feature detection.
-            unsafe { dot_q4_0_impl(w, x) }
+            unsafe { dot_q4_0_impl::<false>(w, x) }
+        }
+        pub(super) fn dot_q8_0_seq(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+            assert_eq!(w.len(), x.len());
+            // SAFETY: the table holding this fn is only handed out after feature detection.
+            unsafe { dot_q8_0_impl::<true>(w, x) }
+        }
+        pub(super) fn dot_q4_0_seq(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+            assert_eq!(w.len(), x.len());
+            // SAFETY: the table holding this fn is only handed out after feature detection.
+            unsafe { dot_q4_0_impl::<true>(w, x) }
         }
         $(
             pub(super) fn $panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &mut [f32]) {
@@ -153,20 +169,75 @@ unsafe fn load_q8(qs: &[i8; 32]) -> __m256i {
 /// Σ over blocks of `block(w, x)` (8 i32 partial sums) · d_w · d_x; two accumulators so the
 /// FMA latency does not serialize the loop.
 #[inline(always)]
-unsafe fn dot_blocks<B>(
+unsafe fn dot_blocks<const SEQ: bool, B>(
     w: &[B],
     x: &[BlockQ8_0],
     wd: impl Fn(&B) -> f16,
     block: impl Fn(&B, &BlockQ8_0) -> __m256i,
 ) -> f32 {
-    // Each block's integer sum is exact; adding the scaled blocks one by one in f32, unfused,
-    // is the scalar reference's order, so every kernel level returns the same bits.
-    let mut sum = 0.0f32;
-    for (bw, bx) in w.iter().zip(x) {
-        let isum = hsum_epi32(block(bw, bx));
-        sum += isum as f32 * scale1(wd(bw), bx.d);
+    // Each block's integer sum is exact and is scaled as the scalar reference scales it
+    // (unfused); blocks are then added in the scalar reference's order, so every level
+    // returns the same bits: sequentially (SEQ), or into lane b % 8 (see `scalar`).
+    if SEQ {
+        let mut sum = 0.0f32;
+        for (bw, bx) in w.iter().zip(x) {
+            sum += hsum_epi32(block(bw, bx)) as f32 * scale1(wd(bw), bx.d);
+        }
+        return sum;
     }
-    sum
+    let n = w.len();
+    let full = n - n % 8;
+    let mut acc = _mm256_setzero_ps();
+    let d16 = |k: usize, f: &dyn Fn(usize) -> f16| f(k).to_bits() as i16;
+    for b in (0..full).step_by(8) {
+        let v = |k: usize| block(&w[b + k], &x[b + k]);
+        let isums = sum8_lanes([v(0), v(1), v(2), v(3), v(4), v(5), v(6), v(7)]);
+        let dw = |k: usize| d16(k, &|k| wd(&w[b + k]));
+        let dx = |k: usize| d16(k, &|k| x[b + k].d);
+        let dw = _mm256_cvtph_ps(_mm_set_epi16(
+            dw(7),
+            dw(6),
+            dw(5),
+            dw(4),
+            dw(3),
+            dw(2),
+            dw(1),
+            dw(0),
+        ));
+        let dx = _mm256_cvtph_ps(_mm_set_epi16(
+            dx(7),
+            dx(6),
+            dx(5),
+            dx(4),
+            dx(3),
+            dx(2),
+            dx(1),
+            dx(0),
+        ));
+        let p = _mm256_mul_ps(_mm256_cvtepi32_ps(isums), _mm256_mul_ps(dw, dx));
+        acc = _mm256_add_ps(acc, p);
+    }
+    let mut lanes = [0.0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+    for (lane, (bw, bx)) in lanes.iter_mut().zip(w[full..].iter().zip(&x[full..])) {
+        *lane += hsum_epi32(block(bw, bx)) as f32 * scale1(wd(bw), bx.d);
+    }
+    super::scalar::combine_lanes(lanes)
+}
+
+/// Lane k of the result = the sum of the 8 lanes of `v[k]` (exact integer adds).
+#[inline(always)]
+unsafe fn sum8_lanes(v: [__m256i; 8]) -> __m256i {
+    let h01 = _mm256_hadd_epi32(v[0], v[1]);
+    let h23 = _mm256_hadd_epi32(v[2], v[3]);
+    let h45 = _mm256_hadd_epi32(v[4], v[5]);
+    let h67 = _mm256_hadd_epi32(v[6], v[7]);
+    // Per 128-bit half: [v0, v1, v2, v3] (and [v4..v7]) partial sums of that half.
+    let h0123 = _mm256_hadd_epi32(h01, h23);
+    let h4567 = _mm256_hadd_epi32(h45, h67);
+    let lo = _mm256_permute2x128_si256(h0123, h4567, 0x20);
+    let hi = _mm256_permute2x128_si256(h0123, h4567, 0x31);
+    _mm256_add_epi32(lo, hi)
 }
 
 /// Horizontal sum of 8 i32 (exact: block sums are far below overflow).
@@ -335,8 +406,8 @@ mod avx2 {
     float_entries!();
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_q8_0_impl(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-        dot_blocks(
+    unsafe fn dot_q8_0_impl<const SEQ: bool>(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+        dot_blocks::<SEQ, _>(
             w,
             x,
             |b| b.d,
@@ -345,8 +416,8 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_q4_0_impl(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-        dot_blocks(
+    unsafe fn dot_q4_0_impl<const SEQ: bool>(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+        dot_blocks::<SEQ, _>(
             w,
             x,
             |b| b.d,
@@ -419,8 +490,8 @@ mod avx512 {
     float_entries!();
 
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-    unsafe fn dot_q8_0_impl(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-        dot_blocks(
+    unsafe fn dot_q8_0_impl<const SEQ: bool>(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+        dot_blocks::<SEQ, _>(
             w,
             x,
             |b| b.d,
@@ -429,8 +500,8 @@ mod avx512 {
     }
 
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-    unsafe fn dot_q4_0_impl(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-        dot_blocks(
+    unsafe fn dot_q4_0_impl<const SEQ: bool>(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+        dot_blocks::<SEQ, _>(
             w,
             x,
             |b| b.d,
@@ -504,8 +575,8 @@ mod vnni {
                   panel_q8_0 => panel_impl);
 
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn dot_q8_0_impl(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-        dot_blocks(
+    unsafe fn dot_q8_0_impl<const SEQ: bool>(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+        dot_blocks::<SEQ, _>(
             w,
             x,
             |b| b.d,
@@ -519,8 +590,8 @@ mod vnni {
     }
 
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn dot_q4_0_impl(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-        dot_blocks(
+    unsafe fn dot_q4_0_impl<const SEQ: bool>(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+        dot_blocks::<SEQ, _>(
             w,
             x,
             |b| b.d,
