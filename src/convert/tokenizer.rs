@@ -191,6 +191,22 @@ pub fn load(dir: &Path, rows: usize, cfg: &ModelConfig) -> Result<Option<Tokeniz
     let unk = resolve("unk_token", sp.unk_id, None)?;
     let eot_id = index.get("<end_of_turn>").map(|&i| i as u32);
 
+    // Write only a vocabulary the runtime will load: build it once with the runtime's own
+    // checks (byte pieces spelled <0xXX>, special ids in range, ...).
+    let kinds = types
+        .iter()
+        .map(|&t| crate::tokenizer::TokenType::from_i32(t).expect("types come from TokenType ids"))
+        .collect();
+    let specials = crate::tokenizer::SpecialTokens {
+        bos,
+        eos,
+        pad,
+        unk,
+        eot: eot_id,
+    };
+    crate::tokenizer::Tokenizer::from_vocab(tokens.clone(), scores.clone(), kinds, specials)
+        .map_err(|e| Error::format(&sp_path, format!("unusable vocabulary: {e}")))?;
+
     let mut kv = vec![
         (
             "tokenizer.ggml.model".to_owned(),
