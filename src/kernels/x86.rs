@@ -42,10 +42,11 @@ static AVX512: Kernels = Kernels {
     dot_f32: avx512::dot_f32,
     dot_f16: avx512::dot_f16,
     dot_bf16: avx512::dot_bf16,
-    dot_q8_0: avx512::dot_q8_0,
-    dot_q4_0: avx512::dot_q4_0,
-    dot_q8_0_seq: avx512::dot_q8_0_seq,
-    dot_q4_0_seq: avx512::dot_q4_0_seq,
+    // The one-row quantized dots are 256-bit code; AVX-512 CPUs run AVX2's.
+    dot_q8_0: avx2::dot_q8_0,
+    dot_q4_0: avx2::dot_q4_0,
+    dot_q8_0_seq: avx2::dot_q8_0_seq,
+    dot_q4_0_seq: avx2::dot_q4_0_seq,
     panel: Some(PanelKernels {
         rows: 16,
         q4_0: avx512::panel_q4_0,
@@ -86,7 +87,24 @@ fn check_panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &[f32], rows: us
 
 /// Generates the safe entry points of one module's kernels.
 macro_rules! safe_entries {
+    (rows = $rows:literal, panels only, $( $panel:ident => $inner:ident ),*) => {
+        $(
+            pub(super) fn $panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &mut [f32]) {
+                super::check_panel(p, x, t0, nt, out, $rows);
+                // SAFETY: features checked by dispatch; bounds checked by check_panel.
+                unsafe {
+                    match nt {
+                        1 => $inner::<1>(p, x, t0, out),
+                        2 => $inner::<2>(p, x, t0, out),
+                        3 => $inner::<3>(p, x, t0, out),
+                        _ => $inner::<4>(p, x, t0, out),
+                    }
+                }
+            }
+        )*
+    };
     (rows = $rows:literal, $( $panel:ident => $inner:ident ),*) => {
+        safe_entries!(rows = $rows, panels only, $( $panel => $inner ),*);
         pub(super) fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
             assert_eq!(w.len(), x.len());
             // SAFETY: the table holding this fn is only handed out after feature detection.
@@ -107,20 +125,6 @@ macro_rules! safe_entries {
             // SAFETY: the table holding this fn is only handed out after feature detection.
             unsafe { dot_q4_0_impl::<true>(w, x) }
         }
-        $(
-            pub(super) fn $panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &mut [f32]) {
-                super::check_panel(p, x, t0, nt, out, $rows);
-                // SAFETY: features checked by dispatch; bounds checked by check_panel.
-                unsafe {
-                    match nt {
-                        1 => $inner::<1>(p, x, t0, out),
-                        2 => $inner::<2>(p, x, t0, out),
-                        3 => $inner::<3>(p, x, t0, out),
-                        _ => $inner::<4>(p, x, t0, out),
-                    }
-                }
-            }
-        )*
     };
 }
 
@@ -486,31 +490,9 @@ mod avx2 {
 mod avx512 {
     use super::*;
 
-    safe_entries!(rows = 16, panel_q4_0 => panel_q4_0_impl);
+    // The quantized dots are 256-bit code: this level uses AVX2's (see the AVX512 table).
+    safe_entries!(rows = 16, panels only, panel_q4_0 => panel_q4_0_impl);
     float_entries!();
-
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-    unsafe fn dot_q8_0_impl<const SEQ: bool>(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-        dot_blocks::<SEQ, _>(
-            w,
-            x,
-            |b| b.d,
-            |bw, bx| mul_sum_i8_avx2(load_q8(&bw.qs), load_q8(&bx.qs)),
-        )
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-    unsafe fn dot_q4_0_impl<const SEQ: bool>(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
-        dot_blocks::<SEQ, _>(
-            w,
-            x,
-            |b| b.d,
-            |bw, bx| {
-                let q = _mm256_sub_epi8(q4_bytes(&bw.qs), _mm256_set1_epi8(8));
-                mul_sum_i8_avx2(q, load_q8(&bx.qs))
-            },
-        )
-    }
 
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
     pub(super) unsafe fn dot_f32_impl(w: &[f32], x: &[f32]) -> f32 {
