@@ -253,34 +253,25 @@ fn u32_value(key: &str, v: usize) -> Result<MetaValue> {
 fn add_stack(w: &mut GgufWriter, arch: &str, stack: &str, s: &StackConfig) -> Result<()> {
     let p = format!("{arch}.{stack}");
     let u = |key: &str, v: usize| u32_value(key, v);
-    w.add_metadata(
-        format!("{p}.block_count"),
-        u("num_hidden_layers", s.num_layers)?,
-    );
-    w.add_metadata(
-        format!("{p}.embedding_length"),
-        u("hidden_size", s.hidden_size)?,
-    );
-    w.add_metadata(
-        format!("{p}.feed_forward_length"),
-        u("intermediate_size", s.intermediate_size)?,
-    );
-    w.add_metadata(
-        format!("{p}.attention.head_count"),
-        u("num_attention_heads", s.num_heads)?,
-    );
-    w.add_metadata(
-        format!("{p}.attention.head_count_kv"),
-        u("num_key_value_heads", s.num_kv_heads)?,
-    );
-    w.add_metadata(
-        format!("{p}.attention.key_length"),
-        u("head_dim", s.head_dim)?,
-    );
-    w.add_metadata(
-        format!("{p}.attention.value_length"),
-        u("head_dim", s.head_dim)?,
-    );
+    for (key, hf_key, value) in [
+        ("block_count", "num_hidden_layers", s.num_layers),
+        ("embedding_length", "hidden_size", s.hidden_size),
+        (
+            "feed_forward_length",
+            "intermediate_size",
+            s.intermediate_size,
+        ),
+        ("attention.head_count", "num_attention_heads", s.num_heads),
+        (
+            "attention.head_count_kv",
+            "num_key_value_heads",
+            s.num_kv_heads,
+        ),
+        ("attention.key_length", "head_dim", s.head_dim),
+        ("attention.value_length", "head_dim", s.head_dim),
+    ] {
+        w.add_metadata(format!("{p}.{key}"), u(hf_key, value)?);
+    }
     w.add_metadata(
         format!("{p}.attention.query_pre_attn_scalar"),
         MetaValue::F32(s.query_pre_attn_scalar),
