@@ -47,8 +47,11 @@ pub fn join_files(files: &[&[u8]]) -> Vec<u8> {
 }
 
 /// A scratch checkpoint directory for this process, emptied before each use.
+/// A fresh directory per call: replay tests run on several threads of one process.
 fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("t5g-fuzz-convert-{}", std::process::id()));
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("t5g-fuzz-convert-{}-{call}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("out")).unwrap();
     dir
