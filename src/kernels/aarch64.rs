@@ -31,6 +31,9 @@ static NEON: Kernels = Kernels {
     // aarch64 kernels agree with the scalar ones to rounding, not bit for bit.
     dot_q8_0_seq: neon_dot_q8_0,
     dot_q4_0_seq: neon_dot_q4_0,
+    rows_q8_0: None,
+    rows_q4_0: None,
+    quantize_q8_0: crate::quant::quantize_row_q8_0,
     panel: None,
 };
 
@@ -42,6 +45,9 @@ static DOTPROD: Kernels = Kernels {
     dot_q4_0: sdot_dot_q4_0,
     dot_q8_0_seq: sdot_dot_q8_0,
     dot_q4_0_seq: sdot_dot_q4_0,
+    rows_q8_0: None,
+    rows_q4_0: None,
+    quantize_q8_0: crate::quant::quantize_row_q8_0,
     panel: None,
 };
 

@@ -119,21 +119,20 @@ fn cast<T: bytemuck::Pod>(raw: &[u8]) -> &[T] {
 /// Quantizes each of `n_tokens` activation rows of length `cols` to Q8_0.
 pub fn quantize_activations(x: &[f32], cols: usize) -> Vec<BlockQ8_0> {
     let mut blocks = vec![bytemuck::Zeroable::zeroed(); x.len() / QK];
-    quantize_into(x, cols, &mut blocks);
+    let k = kernels_for(level()).expect("level() only returns supported levels");
+    quantize_into(k, x, cols, &mut blocks);
     blocks
 }
 
-fn quantize_into(x: &[f32], cols: usize, blocks: &mut [BlockQ8_0]) {
+fn quantize_into(k: &Kernels, x: &[f32], cols: usize, blocks: &mut [BlockQ8_0]) {
     let bpr = cols / QK;
-    if x.len() <= 4 * cols {
-        for (b, row) in blocks.chunks_mut(bpr).zip(x.chunks(cols)) {
-            quant::quantize_row_q8_0(row, b);
-        }
+    if x.len() <= 64 * cols {
+        (k.quantize_q8_0)(x, blocks);
     } else {
         blocks
-            .par_chunks_mut(bpr)
-            .zip(x.par_chunks(cols))
-            .for_each(|(b, row)| quant::quantize_row_q8_0(row, b));
+            .par_chunks_mut(16 * bpr)
+            .zip(x.par_chunks(16 * cols))
+            .for_each(|(b, rows)| (k.quantize_q8_0)(rows, b));
     }
 }
 
@@ -151,12 +150,12 @@ pub(crate) struct QActs {
 }
 
 impl QActs {
-    fn quantize(&mut self, x: &[f32], cols: usize, with_sums: bool) {
+    fn quantize(&mut self, k: &Kernels, x: &[f32], cols: usize, with_sums: bool) {
         let n = x.len() / QK;
         self.bpr = cols / QK;
         self.q.clear();
         self.q.resize(n, bytemuck::Zeroable::zeroed());
-        quantize_into(x, cols, &mut self.q);
+        quantize_into(k, x, cols, &mut self.q);
         self.d.clear();
         self.sum.clear();
         if with_sums {
@@ -243,6 +242,9 @@ pub(crate) struct PanelKernels {
     pub q8_0: Option<PanelFn>,
 }
 
+/// `out[r] = dot(w[r * x.len()..(r + 1) * x.len()], x)` for every row r of `w`.
+pub(crate) type RowsFn<B> = fn(w: &[B], x: &[BlockQ8_0], out: &mut [f32]);
+
 /// The kernels of one level. Safe function pointers: the tables of SIMD levels are only handed
 /// out by [`kernels_for`] after the CPU was checked for the level's features.
 #[derive(Clone, Copy)]
@@ -256,6 +258,13 @@ pub(crate) struct Kernels {
     /// Sequential order, the panel kernels' order, for encoder calls without a panel.
     pub dot_q8_0_seq: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
     pub dot_q4_0_seq: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
+    /// Decoder order for `out.len()` consecutive rows against one activation vector, with the
+    /// bits of `dot_q8_0` per row (`None`: row by row through the dot).
+    pub rows_q8_0: Option<RowsFn<BlockQ8_0>>,
+    /// The same for Q4_0 weights.
+    pub rows_q4_0: Option<RowsFn<BlockQ4_0>>,
+    /// Activation quantization, bit for bit [`quant::quantize_row_q8_0`].
+    pub quantize_q8_0: fn(&[f32], &mut [BlockQ8_0]),
     pub panel: Option<PanelKernels>,
 }
 
@@ -353,7 +362,7 @@ fn matmul_with(k: &Kernels, w: &MatRef, x: &[f32], n_tokens: usize, y: &mut [f32
             });
             let panel = panel.filter(|_| n_tokens >= PANEL_MIN_TOKENS);
             with_buffer(&ACTS, |acts| {
-                acts.quantize(x, cols, panel.is_some());
+                acts.quantize(k, x, cols, panel.is_some());
                 match panel {
                     Some((rows, f)) => gemm_panels(w, acts, n_tokens, rows, f, y),
                     None => {
@@ -363,12 +372,32 @@ fn matmul_with(k: &Kernels, w: &MatRef, x: &[f32], n_tokens: usize, y: &mut [f32
                         let seq = n_tokens >= PANEL_MIN_TOKENS;
                         if w.ty == GgmlType::Q4_0 {
                             let wd: &[BlockQ4_0] = cast(w.data);
+                            if let Some(rows) = k.rows_q4_0.filter(|_| !seq) {
+                                for_row_blocks(w.rows, bpr, n_tokens, y, |r0, t, out| {
+                                    rows(
+                                        &wd[r0 * bpr..][..out.len() * bpr],
+                                        &xq[t * bpr..][..bpr],
+                                        out,
+                                    )
+                                });
+                                return;
+                            }
                             let dot = if seq { k.dot_q4_0_seq } else { k.dot_q4_0 };
                             for_rows_tokens(w.rows, n_tokens, y, |r, t| {
                                 dot(&wd[r * bpr..(r + 1) * bpr], &xq[t * bpr..(t + 1) * bpr])
                             })
                         } else {
                             let wd: &[BlockQ8_0] = cast(w.data);
+                            if let Some(rows) = k.rows_q8_0.filter(|_| !seq) {
+                                for_row_blocks(w.rows, bpr, n_tokens, y, |r0, t, out| {
+                                    rows(
+                                        &wd[r0 * bpr..][..out.len() * bpr],
+                                        &xq[t * bpr..][..bpr],
+                                        out,
+                                    )
+                                });
+                                return;
+                            }
                             let dot = if seq { k.dot_q8_0_seq } else { k.dot_q8_0 };
                             for_rows_tokens(w.rows, n_tokens, y, |r, t| {
                                 dot(&wd[r * bpr..(r + 1) * bpr], &xq[t * bpr..(t + 1) * bpr])
@@ -445,6 +474,29 @@ fn for_rows_tokens(
             }
         }
     });
+}
+
+/// For each token `t` (a few: decoder-sized calls), `f(r0, t, out)` fills
+/// `out = y[t * rows + r0..][..n]` for runs of rows split across threads.
+fn for_row_blocks(
+    rows: usize,
+    bpr: usize,
+    n_tokens: usize,
+    y: &mut [f32],
+    f: impl Fn(usize, usize, &mut [f32]) + Sync,
+) {
+    // A run of rows is at least ~16 KiB of weights, so a thread's wake-up is worth it.
+    let min_rows = (16384 / (bpr * 18).max(1)).max(16);
+    let chunk = row_chunk(rows, 16, min_rows);
+    for (t, yt) in y.chunks_mut(rows).enumerate().take(n_tokens) {
+        if rows <= chunk {
+            f(0, t, yt);
+            continue;
+        }
+        yt.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(c, out)| f(c * chunk, t, out));
+    }
 }
 
 fn gemm_panels(

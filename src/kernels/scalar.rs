@@ -103,5 +103,8 @@ pub(crate) static KERNELS: super::Kernels = super::Kernels {
     dot_q4_0: dot_q4_0_q8_0,
     dot_q8_0_seq: dot_q8_0_q8_0_seq,
     dot_q4_0_seq: dot_q4_0_q8_0_seq,
+    rows_q8_0: None,
+    rows_q4_0: None,
+    quantize_q8_0: crate::quant::quantize_row_q8_0,
     panel: None,
 };

@@ -174,6 +174,29 @@ proptest! {
         }
     }
 
+    /// Every level's activation quantizer writes the reference's bytes, including for zero
+    /// blocks, ties at .5, NaN, infinities, subnormals and values past the f16 range.
+    #[test]
+    fn activation_quantizers_match_the_reference(nb in 1usize..=40, seed in any::<u64>()) {
+        let mut rng = Rng(seed);
+        let mut x = rng.blocky(nb * QK);
+        let specials = [
+            f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.5, -0.5, 1.5, -2.5, 127.0, -0.0,
+            1e-40, -1e-45, 1e30, -3e38, 65504.0 * 127.0, 8.5e6,
+        ];
+        for _ in 0..(rng.next() % 12) {
+            let i = (rng.next() as usize) % x.len();
+            x[i] = specials[(rng.next() as usize) % specials.len()];
+        }
+        let want = q8(&x);
+        for l in supported_levels() {
+            let mut got = vec![bytemuck::Zeroable::zeroed(); nb];
+            (kernels_for(*l).unwrap().quantize_q8_0)(&x, &mut got);
+            let (g, w): (&[u8], &[u8]) = (bytemuck::cast_slice(&got), bytemuck::cast_slice(&want));
+            prop_assert!(g == w, "{l}: {x:?}");
+        }
+    }
+
     /// The matmul paths (dot and panel, ragged rows and tokens) of every level against the
     /// scalar dot of each (row, token): bit-identical on x86, within rounding on aarch64.
     #[test]

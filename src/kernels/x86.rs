@@ -30,6 +30,9 @@ static AVX2: Kernels = Kernels {
     dot_q4_0: avx2::dot_q4_0,
     dot_q8_0_seq: avx2::dot_q8_0_seq,
     dot_q4_0_seq: avx2::dot_q4_0_seq,
+    rows_q8_0: Some(avx2::rows_q8_0),
+    rows_q4_0: Some(avx2::rows_q4_0),
+    quantize_q8_0,
     panel: Some(PanelKernels {
         rows: 8,
         q4_0: avx2::panel_q4_0,
@@ -47,6 +50,9 @@ static AVX512: Kernels = Kernels {
     dot_q4_0: avx2::dot_q4_0,
     dot_q8_0_seq: avx2::dot_q8_0_seq,
     dot_q4_0_seq: avx2::dot_q4_0_seq,
+    rows_q8_0: Some(avx2::rows_q8_0),
+    rows_q4_0: Some(avx2::rows_q4_0),
+    quantize_q8_0,
     panel: Some(PanelKernels {
         rows: 16,
         q4_0: avx512::panel_q4_0,
@@ -62,6 +68,9 @@ static AVX512_VNNI: Kernels = Kernels {
     dot_q4_0: vnni::dot_q4_0,
     dot_q8_0_seq: vnni::dot_q8_0_seq,
     dot_q4_0_seq: vnni::dot_q4_0_seq,
+    rows_q8_0: Some(vnni::rows_q8_0),
+    rows_q4_0: Some(vnni::rows_q4_0),
+    quantize_q8_0,
     panel: Some(PanelKernels {
         rows: 16,
         q4_0: vnni::panel_q4_0,
@@ -124,6 +133,16 @@ macro_rules! safe_entries {
             assert_eq!(w.len(), x.len());
             // SAFETY: the table holding this fn is only handed out after feature detection.
             unsafe { dot_q4_0_impl::<true>(w, x) }
+        }
+        pub(super) fn rows_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0], out: &mut [f32]) {
+            assert_eq!(w.len(), out.len() * x.len());
+            // SAFETY: features checked by dispatch; `w` holds `out.len()` rows of `x.len()`.
+            unsafe { rows_q8_0_impl(w, x, out) }
+        }
+        pub(super) fn rows_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0], out: &mut [f32]) {
+            assert_eq!(w.len(), out.len() * x.len());
+            // SAFETY: features checked by dispatch; `w` holds `out.len()` rows of `x.len()`.
+            unsafe { rows_q4_0_impl(w, x, out) }
         }
     };
 }
@@ -227,6 +246,188 @@ unsafe fn dot_blocks<const SEQ: bool, B>(
         *lane += hsum_epi32(block(bw, bx)) as f32 * scale1(wd(bw), bx.d);
     }
     super::scalar::combine_lanes(lanes)
+}
+
+/// One f16 → f32 (exact) with F16C.
+#[inline(always)]
+unsafe fn f16_to_f32(h: f16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
+}
+
+/// How many 8-row groups ahead [`dot_rows8`] prefetches.
+const PREFETCH_GROUPS: usize = 2;
+
+/// The decoder-order dots of 8 consecutive rows (`w` = 8 rows of `x.len()` blocks), lane r =
+/// row r. `isums` gives the 8 rows' exact integer sums of one block. Each block's sum is
+/// scaled like the scalar reference's and added into accumulator `b % 8`; the accumulators
+/// are then combined as [`super::scalar::combine_lanes`] combines lanes, so every row gets
+/// the bits of its one-row dot while `x` is read once for 8 rows.
+#[inline(always)]
+unsafe fn dot_rows8<B>(
+    w: &[B],
+    x: &[BlockQ8_0],
+    wd: impl Fn(&B) -> f16,
+    isums: impl Fn([&B; 8], &BlockQ8_0) -> __m256i,
+) -> __m256 {
+    let bpr = x.len();
+    debug_assert_eq!(w.len(), 8 * bpr);
+    let wp = w.as_ptr();
+    // The 8 rows are 8 interleaved streams, which the hardware prefetchers follow poorly:
+    // each step asks for its share of the group `PREFETCH_GROUPS` ahead (the cache lines of
+    // this group's and the next group's rows are contiguous). Prefetches never fault, so
+    // addresses past the end of the matrix are harmless.
+    let lines_per_step = (8 * std::mem::size_of::<B>()).div_ceil(64);
+    let ahead =
+        (wp as *const u8).wrapping_add(PREFETCH_GROUPS * 8 * bpr * std::mem::size_of::<B>());
+    let step = |b: usize, acc: &mut __m256| {
+        // SAFETY: b < bpr (every caller below checks), so the reads stay inside `w` and `x`.
+        rows8_step(wp, bpr, x, b, ahead, lines_per_step, &wd, &isums, acc)
+    };
+    let mut acc = [_mm256_setzero_ps(); 8];
+    {
+        // Named accumulators, constant lane per step: they stay in registers.
+        let [a0, a1, a2, a3, a4, a5, a6, a7] = &mut acc;
+        for b in (0..bpr).step_by(8) {
+            step(b, a0);
+            if b + 8 <= bpr {
+                step(b + 1, a1);
+                step(b + 2, a2);
+                step(b + 3, a3);
+                step(b + 4, a4);
+                step(b + 5, a5);
+                step(b + 6, a6);
+                step(b + 7, a7);
+            } else {
+                let tail = [
+                    &mut *a1, &mut *a2, &mut *a3, &mut *a4, &mut *a5, &mut *a6, &mut *a7,
+                ];
+                for (k, a) in tail.into_iter().enumerate() {
+                    if b + 1 + k < bpr {
+                        step(b + 1 + k, a);
+                    }
+                }
+            }
+        }
+    }
+    let add = |a: __m256, b: __m256| _mm256_add_ps(a, b);
+    add(
+        add(add(acc[0], acc[4]), add(acc[2], acc[6])),
+        add(add(acc[1], acc[5]), add(acc[3], acc[7])),
+    )
+}
+
+/// One block of [`dot_rows8`]: prefetch, the 8 rows' block sums, scaled into `acc`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows8_step<B>(
+    wp: *const B,
+    bpr: usize,
+    x: &[BlockQ8_0],
+    b: usize,
+    ahead: *const u8,
+    lines_per_step: usize,
+    wd: &impl Fn(&B) -> f16,
+    isums: &impl Fn([&B; 8], &BlockQ8_0) -> __m256i,
+    acc: &mut __m256,
+) {
+    for i in 0..lines_per_step {
+        let line = ahead.wrapping_add((b * lines_per_step + i) * 64);
+        _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+    }
+    let rows: [&B; 8] = std::array::from_fn(|r| &*wp.add(r * bpr + b));
+    let bx = x.get_unchecked(b);
+    let d = |r: usize| wd(rows[r]).to_bits() as i16;
+    let dw = _mm256_cvtph_ps(_mm_set_epi16(
+        d(7),
+        d(6),
+        d(5),
+        d(4),
+        d(3),
+        d(2),
+        d(1),
+        d(0),
+    ));
+    let s = _mm256_mul_ps(dw, _mm256_set1_ps(f16_to_f32(bx.d)));
+    let p = _mm256_mul_ps(_mm256_cvtepi32_ps(isums(rows, bx)), s);
+    *acc = _mm256_add_ps(*acc, p);
+}
+
+/// `out[r]` = the decoder-order dot of row r of `w` with `x`: 8 rows at a time through
+/// [`dot_rows8`], the last `out.len() % 8` rows through the one-row `dot`.
+#[inline(always)]
+unsafe fn dot_rows<B>(
+    w: &[B],
+    x: &[BlockQ8_0],
+    out: &mut [f32],
+    rows8: impl Fn(&[B]) -> __m256,
+    dot: impl Fn(&[B]) -> f32,
+) {
+    let bpr = x.len();
+    let full = out.len() - out.len() % 8;
+    for r in (0..full).step_by(8) {
+        _mm256_storeu_ps(out.as_mut_ptr().add(r), rows8(&w[r * bpr..(r + 8) * bpr]));
+    }
+    for r in full..out.len() {
+        out[r] = dot(&w[r * bpr..(r + 1) * bpr]);
+    }
+}
+
+/// [`crate::quant::quantize_row_q8_0`] in AVX2, bit for bit (NaN inputs quantize to 0 and
+/// are left out of the maximum, as there).
+pub(super) fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
+    assert_eq!(
+        x.len(),
+        out.len() * 32,
+        "q8_0: row length must be blocks * 32"
+    );
+    // SAFETY: every x86 kernel level includes AVX2 and F16C; lengths checked above.
+    unsafe { quantize_q8_0_impl(x, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_q8_0_impl(x: &[f32], out: &mut [BlockQ8_0]) {
+    let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (block, xs) in out.iter_mut().zip(x.chunks_exact(32)) {
+        let p = xs.as_ptr();
+        let v = [0, 8, 16, 24].map(|o| _mm256_loadu_ps(p.add(o)));
+        // |v| with NaN lanes zeroed (f32::max ignores NaN); max is exact in any order.
+        let a = v.map(|v| {
+            let ordered = _mm256_cmp_ps::<_CMP_ORD_Q>(v, v);
+            _mm256_and_ps(_mm256_and_ps(v, abs_mask), ordered)
+        });
+        let m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let dh = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(d));
+        block.d = f16::from_bits(_mm_extract_epi16::<0>(dh) as u16);
+        let idv = _mm256_set1_ps(id);
+        // Halves away from zero, as `round_half_away`: truncate, then step by the remainder.
+        let q = v.map(|v| {
+            // Clamped to the i8 range first (NaN passes through as the second operand): with a
+            // subnormal scale `id` is infinite, and the reference's `as` casts saturate.
+            let s = _mm256_mul_ps(v, idv);
+            let s = _mm256_max_ps(
+                _mm256_set1_ps(-128.0),
+                _mm256_min_ps(_mm256_set1_ps(127.0), s),
+            );
+            let ordered = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_ORD_Q>(s, s));
+            let t = _mm256_and_si256(_mm256_cvttps_epi32(s), ordered);
+            let f = _mm256_sub_ps(s, _mm256_cvtepi32_ps(t));
+            let up = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GE_OQ>(f, _mm256_set1_ps(0.5)));
+            let down = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(f, _mm256_set1_ps(-0.5)));
+            _mm256_add_epi32(_mm256_sub_epi32(t, up), down)
+        });
+        let q16 = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let q8 = _mm256_permutevar8x32_epi32(q16, order);
+        _mm256_storeu_si256(block.qs.as_mut_ptr() as *mut __m256i, q8);
+    }
 }
 
 /// Lane k of the result = the sum of the 8 lanes of `v[k]` (exact integer adds).
@@ -433,6 +634,46 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn rows_q8_0_impl(w: &[BlockQ8_0], x: &[BlockQ8_0], out: &mut [f32]) {
+        let rows8 = |w: &[BlockQ8_0]| {
+            dot_rows8(
+                w,
+                x,
+                |b| b.d,
+                |rows, bx| {
+                    let xv = load_q8(&bx.qs);
+                    sum8_lanes(rows.map(|b| mul_sum_i8_avx2(load_q8(&b.qs), xv)))
+                },
+            )
+        };
+        dot_rows(w, x, out, rows8, |w| dot_q8_0_impl::<false>(w, x));
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn rows_q4_0_impl(w: &[BlockQ4_0], x: &[BlockQ8_0], out: &mut [f32]) {
+        let ones = _mm256_set1_epi16(1);
+        let rows8 = |w: &[BlockQ4_0]| {
+            dot_rows8(
+                w,
+                x,
+                |b| b.d,
+                |rows, bx| {
+                    // Σ (q - 8)·x = Σ q·x - Σ 8·x: the correction starts every row's sum, so the
+                    // nibbles need no offset (0..=15 · x stays far from i16 saturation).
+                    let xv = load_q8(&bx.qs);
+                    let ex = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), xv), ones);
+                    let neg = _mm256_sub_epi32(_mm256_setzero_si256(), ex);
+                    sum8_lanes(rows.map(|b| {
+                        let p = _mm256_maddubs_epi16(q4_bytes(&b.qs), xv);
+                        _mm256_add_epi32(neg, _mm256_madd_epi16(p, ones))
+                    }))
+                },
+            )
+        };
+        dot_rows(w, x, out, rows8, |w| dot_q4_0_impl::<false>(w, x));
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot_f32_impl(w: &[f32], x: &[f32]) -> f32 {
         dot_f_avx2(w, x, |p| _mm256_loadu_ps(p), |v| v)
     }
@@ -586,6 +827,45 @@ mod vnni {
                 _mm256_sub_epi32(qx, ex)
             },
         )
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn rows_q8_0_impl(w: &[BlockQ8_0], x: &[BlockQ8_0], out: &mut [f32]) {
+        let rows8 = |w: &[BlockQ8_0]| {
+            dot_rows8(
+                w,
+                x,
+                |b| b.d,
+                |rows, bx| {
+                    let xv = load_q8(&bx.qs);
+                    sum8_lanes(rows.map(|b| {
+                        let wv = load_q8(&b.qs);
+                        let (aw, sx) = (_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+                        _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx)
+                    }))
+                },
+            )
+        };
+        dot_rows(w, x, out, rows8, |w| dot_q8_0_impl::<false>(w, x));
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn rows_q4_0_impl(w: &[BlockQ4_0], x: &[BlockQ8_0], out: &mut [f32]) {
+        let rows8 = |w: &[BlockQ4_0]| {
+            dot_rows8(
+                w,
+                x,
+                |b| b.d,
+                |rows, bx| {
+                    // Σ (q - 8)·x = Σ q·x - Σ 8·x: every row's sum starts at the correction.
+                    let xv = load_q8(&bx.qs);
+                    let z = _mm256_setzero_si256();
+                    let neg = _mm256_sub_epi32(z, _mm256_dpbusd_epi32(z, _mm256_set1_epi8(8), xv));
+                    sum8_lanes(rows.map(|b| _mm256_dpbusd_epi32(neg, q4_bytes(&b.qs), xv)))
+                },
+            )
+        };
+        dot_rows(w, x, out, rows8, |w| dot_q4_0_impl::<false>(w, x));
     }
 
     panel_kernel!(
