@@ -189,40 +189,53 @@ pub(crate) struct Panel {
 }
 
 impl Panel {
-    fn reset(&mut self, rows: usize, bpr: usize, offset: i32) {
+    /// Sizes the panel for `filled` of `rows` rows; rows past `filled` must read as zero.
+    fn reset(&mut self, rows: usize, bpr: usize, offset: i32, filled: usize) {
         self.rows = rows;
         self.bpr = bpr;
         self.offset = offset;
-        self.qs.clear();
+        if filled < rows {
+            self.qs.clear();
+            self.d.clear();
+        }
         self.qs.resize(bpr * QK * rows, 0);
-        self.d.clear();
         self.d.resize(bpr * rows, 0.0);
+    }
+
+    /// Stores the 32 unsigned element bytes of block `b` of row `i`: four bytes per group.
+    #[inline(always)]
+    fn put_block(&mut self, b: usize, i: usize, elements: &[u8; QK]) {
+        let rows = self.rows;
+        for (k, group) in elements.chunks_exact(4).enumerate() {
+            let at = ((b * 8 + k) * rows + i) * 4;
+            self.qs[at..at + 4].copy_from_slice(group);
+        }
     }
 
     /// Packs `w.len() / bpr` (≤ rows) Q4_0 rows; missing rows stay zero.
     pub fn pack_q4_0(&mut self, rows: usize, bpr: usize, w: &[BlockQ4_0]) {
-        self.reset(rows, bpr, 8);
+        self.reset(rows, bpr, 8, w.len() / bpr);
         for (i, row) in w.chunks_exact(bpr).enumerate() {
             for (b, blk) in row.iter().enumerate() {
                 self.d[b * rows + i] = blk.d.to_f32();
+                let mut e = [0u8; QK];
                 for (j, &q) in blk.qs.iter().enumerate() {
-                    let (lo, hi) = (j, j + QK / 2);
-                    self.qs[((b * 8 + lo / 4) * rows + i) * 4 + lo % 4] = q & 0x0f;
-                    self.qs[((b * 8 + hi / 4) * rows + i) * 4 + hi % 4] = q >> 4;
+                    e[j] = q & 0x0f;
+                    e[j + QK / 2] = q >> 4;
                 }
+                self.put_block(b, i, &e);
             }
         }
     }
 
     /// Packs `w.len() / bpr` (≤ rows) Q8_0 rows; missing rows stay zero.
     pub fn pack_q8_0(&mut self, rows: usize, bpr: usize, w: &[BlockQ8_0]) {
-        self.reset(rows, bpr, 128);
+        self.reset(rows, bpr, 128, w.len() / bpr);
         for (i, row) in w.chunks_exact(bpr).enumerate() {
             for (b, blk) in row.iter().enumerate() {
                 self.d[b * rows + i] = blk.d.to_f32();
-                for e in 0..QK {
-                    self.qs[((b * 8 + e / 4) * rows + i) * 4 + e % 4] = (blk.qs[e] as u8) ^ 0x80;
-                }
+                let e: [u8; QK] = std::array::from_fn(|j| (blk.qs[j] as u8) ^ 0x80);
+                self.put_block(b, i, &e);
             }
         }
     }

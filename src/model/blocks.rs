@@ -315,15 +315,20 @@ pub(crate) fn attention(
             for (i, row) in scores.chunks_exact_mut(width.max(1)).take(rows).enumerate() {
                 let mut c0 = 0;
                 for (rs, u) in ranges.iter().zip(&unions) {
+                    // Columns of the union this row cannot see are masked; the rest capped.
+                    let seg = &mut row[c0..c0 + u.len()];
                     let r = &rs[i];
-                    for (j, score) in (u.start..u.end).zip(&mut row[c0..c0 + u.len()]) {
-                        *score = if !r.contains(&j) {
-                            f32::NEG_INFINITY
-                        } else if let Some(c) = softcap {
-                            (*score / c).tanh() * c
-                        } else {
-                            *score
-                        };
+                    let (lo, hi) = if r.is_empty() {
+                        (0, 0)
+                    } else {
+                        (r.start - u.start, r.end - u.start)
+                    };
+                    seg[..lo].fill(f32::NEG_INFINITY);
+                    seg[hi..].fill(f32::NEG_INFINITY);
+                    if let Some(c) = softcap {
+                        seg[lo..hi]
+                            .iter_mut()
+                            .for_each(|s| *s = (*s / c).tanh() * c);
                     }
                     c0 += u.len();
                 }
@@ -366,11 +371,8 @@ pub(crate) fn attention(
 /// Applies RoPE to every head of `n` rows of `x` (`n_heads * head_dim` wide), row `t` being at
 /// position `pos0 + t`.
 pub(crate) fn rope_rows(rope: &Rope, x: &mut [f32], head_dim: usize, n_heads: usize, pos0: usize) {
-    for (t, row) in x.chunks_exact_mut(n_heads * head_dim).enumerate() {
-        for head in row.chunks_exact_mut(head_dim) {
-            rope.apply(head, pos0 + t);
-        }
-    }
+    debug_assert_eq!(x.len() % (n_heads * head_dim), 0);
+    rope.apply_rows(x, n_heads, pos0);
 }
 
 /// Embeds `ids` into `[n, width]` rows scaled by `scale`, refusing ids outside the vocabulary.

@@ -1,15 +1,38 @@
 //! Element-wise and row-wise operations of the Gemma blocks, in f32.
+//!
+//! On encoder-sized inputs they run across the thread pool (each element or row is computed
+//! by one call whatever the thread count, so results do not depend on it); on a decoder
+//! step's single row they stay on the calling thread.
+
+use rayon::prelude::*;
+
+/// Elements from which an operation is split across threads, and the least each task gets.
+const PAR_MIN: usize = 1 << 15;
+
+/// Applies `f` to `(chunk of x, chunk of y)` pairs of `unit`-multiple lengths, across threads
+/// when `x` is large.
+fn zip_chunks(x: &mut [f32], y: &[f32], unit: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    if x.len() < PAR_MIN {
+        return f(x, y);
+    }
+    let chunk = PAR_MIN.div_ceil(4 * unit).max(1) * unit;
+    x.par_chunks_mut(chunk)
+        .zip(y.par_chunks(chunk))
+        .for_each(|(a, b)| f(a, b));
+}
 
 /// Gemma RMSNorm over each row of `x` (length `w.len()`), in place: `x / rms(x) * (1 + w)`.
 pub fn rmsnorm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     let n = w.len();
-    for row in x.chunks_exact_mut(n) {
-        let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / n as f32;
-        let inv = 1.0 / (mean_sq + eps).sqrt();
-        for (v, g) in row.iter_mut().zip(w) {
-            *v = *v * inv * (1.0 + g);
+    zip_chunks(x, &[], n, |x, _| {
+        for row in x.chunks_exact_mut(n) {
+            let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / n as f32;
+            let inv = 1.0 / (mean_sq + eps).sqrt();
+            for (v, g) in row.iter_mut().zip(w) {
+                *v = *v * inv * (1.0 + g);
+            }
         }
-    }
+    });
 }
 
 /// Gemma RMSNorm from `x` into `out`.
@@ -60,9 +83,12 @@ pub fn gelu_tanh(x: f32) -> f32 {
 
 /// `gate = gelu_tanh(gate) * up`, element-wise.
 pub fn gelu_gate_inplace(gate: &mut [f32], up: &[f32]) {
-    for (g, u) in gate.iter_mut().zip(up) {
-        *g = gelu_tanh(*g) * u;
-    }
+    assert_eq!(gate.len(), up.len());
+    zip_chunks(gate, up, 1, |gate, up| {
+        for (g, u) in gate.iter_mut().zip(up) {
+            *g = gelu_tanh(*g) * u;
+        }
+    });
 }
 
 /// Soft-capping `tanh(x / cap) * cap`, in place.
@@ -74,24 +100,40 @@ pub fn softcap_inplace(x: &mut [f32], cap: f32) {
 
 /// `x += y`.
 pub fn add_inplace(x: &mut [f32], y: &[f32]) {
-    for (a, b) in x.iter_mut().zip(y) {
-        *a += b;
-    }
+    assert_eq!(x.len(), y.len());
+    zip_chunks(x, y, 1, |x, y| {
+        for (a, b) in x.iter_mut().zip(y) {
+            *a += b;
+        }
+    });
 }
 
 /// Numerically stable softmax in place; an all-masked row (every entry -inf) becomes uniform
 /// rather than NaN, as transformers' additive finfo.min masks make it.
 pub fn softmax_inplace(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // Eight running lanes (element i in lane i % 8) so the max and the sum vectorize; the
+    // result depends only on the row, not on threads or kernel levels.
+    const L: usize = 8;
+    let mut m = [f32::NEG_INFINITY; L];
+    for c in x.chunks(L) {
+        for (m, &v) in m.iter_mut().zip(c) {
+            *m = m.max(v);
+        }
+    }
+    let max = m.into_iter().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         let u = 1.0 / x.len() as f32;
         x.iter_mut().for_each(|v| *v = u);
         return;
     }
-    for v in x.iter_mut() {
-        *v = exp_f32(*v - max);
+    let mut sums = [0.0f32; L];
+    for c in x.chunks_mut(L) {
+        for (s, v) in sums.iter_mut().zip(c) {
+            *v = exp_f32(*v - max);
+            *s += *v;
+        }
     }
-    let sum: f32 = x.iter().sum();
+    let sum: f32 = sums.iter().sum();
     let inv = 1.0 / sum;
     x.iter_mut().for_each(|v| *v *= inv);
 }
@@ -118,16 +160,55 @@ impl Rope {
 
     /// Rotates one head vector (half-split "NeoX" layout) for position `pos`, in place.
     pub fn apply(&self, x: &mut [f32], pos: usize) {
-        let half = self.inv_freq.len();
-        debug_assert_eq!(x.len(), 2 * half);
-        for k in 0..half {
-            let angle = pos as f32 * self.inv_freq[k];
-            let (sin, cos) = angle.sin_cos();
-            let a = x[k];
-            let b = x[k + half];
-            x[k] = a * cos - b * sin;
-            x[k + half] = b * cos + a * sin;
+        let (cos, sin) = self.cos_sin(pos);
+        rotate(x, &cos, &sin);
+    }
+
+    /// `cos` and `sin` of every frequency's angle at `pos`.
+    fn cos_sin(&self, pos: usize) -> (Vec<f32>, Vec<f32>) {
+        self.inv_freq
+            .iter()
+            .map(|f| {
+                let (sin, cos) = (pos as f32 * f).sin_cos();
+                (cos, sin)
+            })
+            .unzip()
+    }
+
+    /// Rotates every head of `n` rows of `x` (`n_heads * head_dim` wide), row `t` being at
+    /// position `pos0 + t`: the same values as [`apply`](Self::apply) per head, with one
+    /// `sin_cos` per position and frequency, shared by the heads.
+    pub fn apply_rows(&self, x: &mut [f32], n_heads: usize, pos0: usize) {
+        let head_dim = 2 * self.inv_freq.len();
+        let width = n_heads * head_dim;
+        let rotate_row = |t: usize, row: &mut [f32]| {
+            let (cos, sin) = self.cos_sin(pos0 + t);
+            for head in row.chunks_exact_mut(head_dim) {
+                rotate(head, &cos, &sin);
+            }
+        };
+        if x.len() < PAR_MIN {
+            x.chunks_exact_mut(width)
+                .enumerate()
+                .for_each(|(t, row)| rotate_row(t, row));
+        } else {
+            x.par_chunks_exact_mut(width)
+                .enumerate()
+                .for_each(|(t, row)| rotate_row(t, row));
         }
+    }
+}
+
+/// The rotation of one head by precomputed `cos`/`sin`.
+#[inline]
+fn rotate(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let half = cos.len();
+    debug_assert_eq!(x.len(), 2 * half);
+    let (lo, hi) = x.split_at_mut(half);
+    for k in 0..half {
+        let (a, b) = (lo[k], hi[k]);
+        lo[k] = a * cos[k] - b * sin[k];
+        hi[k] = b * cos[k] + a * sin[k];
     }
 }
 
