@@ -25,6 +25,7 @@ pub mod ceiling;
 pub mod gemm_f32;
 mod level;
 pub mod scalar;
+pub mod vec_f32;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

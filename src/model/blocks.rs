@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::gemm_f32::{matmul_f32, Strided};
-use crate::kernels::{self, MatRef};
+use crate::kernels::{self, vec_f32, MatRef};
 use crate::ops::{self, Rope};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -259,6 +259,9 @@ pub(crate) fn attention(
     let group = n_heads / n_kv_heads;
     debug_assert_eq!(q.len(), n_q * q_dim);
     debug_assert_eq!(out.len(), n_q * q_dim);
+    if n_q == 1 {
+        return attention_one_query(q, segments, heads, scale, softcap, visible, out);
+    }
     let tasks: Vec<(usize, usize)> = (0..n_heads)
         .flat_map(|h| (0..n_q).step_by(ATTENTION_ROWS).map(move |r0| (h, r0)))
         .collect();
@@ -364,6 +367,121 @@ pub(crate) fn attention(
         for (i, row) in block.chunks_exact(hd).enumerate() {
             let at = (r0 + i) * q_dim + h * hd;
             out[at..at + hd].copy_from_slice(row);
+        }
+    }
+}
+
+/// Keys per score task and head dimensions per value task of [`attention_one_query`].
+const KEY_CHUNK: usize = 64;
+const DIM_CHUNK: usize = 64;
+
+/// [`attention`] for a decoder step's single query row. The query heads that share a kv
+/// head are computed together, so each key and value is read once per step rather than once
+/// per query head; work is split over key chunks (scores) and head-dimension chunks (the
+/// weighted sum of values), each output computed by one task in a fixed order.
+fn attention_one_query(
+    q: &[f32],
+    segments: &[KeySegment],
+    heads: Heads,
+    scale: f32,
+    softcap: Option<f32>,
+    visible: Visible,
+    out: &mut [f32],
+) {
+    let Heads {
+        n_heads,
+        n_kv_heads,
+        head_dim: hd,
+    } = heads;
+    let group = n_heads / n_kv_heads;
+    let kv_dim = n_kv_heads * hd;
+    // The keys the row sees in each segment, and where they start among the score columns.
+    let ranges: Vec<Range<usize>> = segments
+        .iter()
+        .enumerate()
+        .map(|(s, seg)| {
+            let r = visible(0, s);
+            r.start.min(seg.len)..r.end.min(seg.len).max(r.start.min(seg.len))
+        })
+        .collect();
+    let col0: Vec<usize> = ranges
+        .iter()
+        .scan(0, |c, r| {
+            let start = *c;
+            *c += r.len();
+            Some(start)
+        })
+        .collect();
+    let width: usize = ranges.iter().map(|r| r.len()).sum();
+    debug_assert!(width > 0, "a query row sees no key");
+
+    // Scores: task = (kv head, segment, key chunk) -> [group][chunk].
+    let tasks: Vec<(usize, usize, Range<usize>)> = (0..n_kv_heads)
+        .flat_map(|g| {
+            ranges.iter().enumerate().flat_map(move |(s, r)| {
+                r.clone()
+                    .step_by(KEY_CHUNK)
+                    .map(move |j0| (g, s, j0..(j0 + KEY_CHUNK).min(r.end)))
+            })
+        })
+        .collect();
+    let parts: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|(g, s, keys)| {
+            let seg = &segments[*s];
+            let mut part = vec![0.0f32; group * keys.len()];
+            for (c, j) in keys.clone().enumerate() {
+                let key = &seg.k[j * kv_dim + g * hd..][..hd];
+                for i in 0..group {
+                    let qh = &q[(g * group + i) * hd..][..hd];
+                    part[i * keys.len() + c] = vec_f32::dot(qh, key) * scale;
+                }
+            }
+            part
+        })
+        .collect();
+    let mut scores = vec![0.0f32; n_heads * width];
+    for ((g, s, keys), part) in tasks.iter().zip(&parts) {
+        let at = col0[*s] + keys.start - ranges[*s].start;
+        for (i, p) in part.chunks_exact(keys.len()).enumerate() {
+            scores[(g * group + i) * width + at..][..keys.len()].copy_from_slice(p);
+        }
+    }
+    for row in scores.chunks_exact_mut(width) {
+        if let Some(c) = softcap {
+            row.iter_mut().for_each(|s| *s = (*s / c).tanh() * c);
+        }
+        ops::softmax_inplace(row);
+    }
+
+    // Weighted values: task = (kv head, dimension chunk) -> [group][chunk].
+    let tasks: Vec<(usize, Range<usize>)> = (0..n_kv_heads)
+        .flat_map(|g| {
+            (0..hd)
+                .step_by(DIM_CHUNK)
+                .map(move |d0| (g, d0..(d0 + DIM_CHUNK).min(hd)))
+        })
+        .collect();
+    let parts: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|(g, dims)| {
+            let n = dims.len();
+            let mut part = vec![0.0f32; group * n];
+            for (i, acc) in part.chunks_exact_mut(n).enumerate() {
+                let probs = &scores[(g * group + i) * width..][..width];
+                for ((seg, r), &c0) in segments.iter().zip(&ranges).zip(&col0) {
+                    if !r.is_empty() {
+                        let values = &seg.v[r.start * kv_dim + g * hd + dims.start..];
+                        vec_f32::weighted_rows(acc, &probs[c0..c0 + r.len()], values, kv_dim);
+                    }
+                }
+            }
+            part
+        })
+        .collect();
+    for ((g, dims), part) in tasks.iter().zip(&parts) {
+        for (i, p) in part.chunks_exact(dims.len()).enumerate() {
+            out[(g * group + i) * hd + dims.start..][..dims.len()].copy_from_slice(p);
         }
     }
 }

@@ -1,0 +1,274 @@
+//! f32 vector helpers with one fixed summation order, so they return the same bits on every
+//! CPU and at every [`KernelLevel`](super::KernelLevel) (the decoder's attention uses them, and
+//! greedy output must not depend on the level). Wider instruction sets only make the same
+//! lane-by-lane arithmetic faster: the functions are compiled once per instruction set from
+//! one body, without fused multiply-adds or reassociation.
+
+/// Lanes of the running sums: element `i` goes to lane `i % LANES`.
+const LANES: usize = 16;
+
+#[inline(always)]
+fn dot_body(a: &[f32], b: &[f32]) -> f32 {
+    dot_finish([0.0; LANES], a, b)
+}
+
+/// Adds the products of `a`, `b` into `acc` lane by lane (element i into lane i % LANES), then
+/// combines the lanes pairwise: l and l + 8, then l and l + 4, ...
+#[inline(always)]
+fn dot_finish(mut acc: [f32; LANES], a: &[f32], b: &[f32]) -> f32 {
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    for (l, (x, y)) in ta.iter().zip(tb).enumerate() {
+        acc[l] += x * y;
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            acc[l] += acc[l + width];
+        }
+    }
+    acc[0]
+}
+
+#[inline(always)]
+fn axpy_body(y: &mut [f32], alpha: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += alpha * *x;
+    }
+}
+
+#[inline(always)]
+fn weighted_rows_body(out: &mut [f32], w: &[f32], m: &[f32], stride: usize) {
+    for (j, &wj) in w.iter().enumerate() {
+        axpy_body(out, wj, &m[j * stride..][..out.len()]);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::LANES;
+    use std::arch::x86_64::*;
+
+    /// The whole 16-element chunks in one zmm (unfused multiply, then add), the rest as
+    /// [`super::dot_finish`] does it.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+        let full = a.len() - a.len() % LANES;
+        let mut acc = _mm512_setzero_ps();
+        for i in (0..full).step_by(LANES) {
+            let p = _mm512_mul_ps(
+                _mm512_loadu_ps(a.as_ptr().add(i)),
+                _mm512_loadu_ps(b.as_ptr().add(i)),
+            );
+            acc = _mm512_add_ps(acc, p);
+        }
+        let mut lanes = [0.0f32; LANES];
+        _mm512_storeu_ps(lanes.as_mut_ptr(), acc);
+        super::dot_finish(lanes, &a[full..], &b[full..])
+    }
+
+    /// As [`dot_avx512`], lanes 0..8 and 8..16 in two ymm.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        let full = a.len() - a.len() % LANES;
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for i in (0..full).step_by(LANES) {
+            let (pa, pb) = (a.as_ptr().add(i), b.as_ptr().add(i));
+            lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(pa), _mm256_loadu_ps(pb)));
+            hi = _mm256_add_ps(
+                hi,
+                _mm256_mul_ps(_mm256_loadu_ps(pa.add(8)), _mm256_loadu_ps(pb.add(8))),
+            );
+        }
+        let mut lanes = [0.0f32; LANES];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), lo);
+        _mm256_storeu_ps(lanes.as_mut_ptr().add(8), hi);
+        super::dot_finish(lanes, &a[full..], &b[full..])
+    }
+
+    /// 64 output elements at a time held in four zmm across all rows, the rest by the body.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn weighted_rows_avx512(
+        out: &mut [f32],
+        w: &[f32],
+        m: &[f32],
+        stride: usize,
+    ) {
+        let n = out.len();
+        let full = n - n % 64;
+        for d0 in (0..full).step_by(64) {
+            let po = out.as_mut_ptr().add(d0);
+            let mut acc = [0, 16, 32, 48].map(|o| _mm512_loadu_ps(po.add(o)));
+            for (j, &wj) in w.iter().enumerate() {
+                let wv = _mm512_set1_ps(wj);
+                let pm = m.as_ptr().add(j * stride + d0);
+                for (k, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_add_ps(*a, _mm512_mul_ps(wv, _mm512_loadu_ps(pm.add(16 * k))));
+                }
+            }
+            for (k, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(po.add(16 * k), *a);
+            }
+        }
+        if full < n {
+            super::weighted_rows_body(&mut out[full..], w, &m[full..], stride);
+        }
+    }
+
+    /// As [`weighted_rows_avx512`], in eight ymm.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn weighted_rows_avx2(out: &mut [f32], w: &[f32], m: &[f32], stride: usize) {
+        let n = out.len();
+        let full = n - n % 64;
+        for d0 in (0..full).step_by(64) {
+            let po = out.as_mut_ptr().add(d0);
+            let mut acc = [0, 8, 16, 24, 32, 40, 48, 56].map(|o| _mm256_loadu_ps(po.add(o)));
+            for (j, &wj) in w.iter().enumerate() {
+                let wv = _mm256_set1_ps(wj);
+                let pm = m.as_ptr().add(j * stride + d0);
+                for (k, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, _mm256_loadu_ps(pm.add(8 * k))));
+                }
+            }
+            for (k, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(po.add(8 * k), *a);
+            }
+        }
+        if full < n {
+            super::weighted_rows_body(&mut out[full..], w, &m[full..], stride);
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn axpy_avx512(y: &mut [f32], alpha: f32, x: &[f32]) {
+        let full = y.len() - y.len() % LANES;
+        let av = _mm512_set1_ps(alpha);
+        for i in (0..full).step_by(LANES) {
+            let (py, px) = (y.as_mut_ptr().add(i), x.as_ptr().add(i));
+            let p = _mm512_mul_ps(av, _mm512_loadu_ps(px));
+            _mm512_storeu_ps(py, _mm512_add_ps(_mm512_loadu_ps(py), p));
+        }
+        super::axpy_body(&mut y[full..], alpha, &x[full..])
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn axpy_avx2(y: &mut [f32], alpha: f32, x: &[f32]) {
+        let full = y.len() - y.len() % 8;
+        let av = _mm256_set1_ps(alpha);
+        for i in (0..full).step_by(8) {
+            let (py, px) = (y.as_mut_ptr().add(i), x.as_ptr().add(i));
+            let p = _mm256_mul_ps(av, _mm256_loadu_ps(px));
+            _mm256_storeu_ps(py, _mm256_add_ps(_mm256_loadu_ps(py), p));
+        }
+        super::axpy_body(&mut y[full..], alpha, &x[full..])
+    }
+}
+
+/// `Σ a[i] · b[i]` in 16 lanes combined pairwise (lengths must match).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the feature the function is compiled for.
+            return unsafe { x86::dot_avx512(a, b) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { x86::dot_avx2(a, b) };
+        }
+    }
+    dot_body(a, b)
+}
+
+/// `y += alpha · x` element-wise (lengths must match).
+pub fn axpy(y: &mut [f32], alpha: f32, x: &[f32]) {
+    assert_eq!(y.len(), x.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the feature the function is compiled for.
+            return unsafe { x86::axpy_avx512(y, alpha, x) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { x86::axpy_avx2(y, alpha, x) };
+        }
+    }
+    axpy_body(y, alpha, x)
+}
+
+/// `out[d] += Σ_j w[j] · m[j * stride + d]` for `d < out.len()`, adding row after row (each
+/// element exactly as repeated [`axpy`] calls would).
+pub fn weighted_rows(out: &mut [f32], w: &[f32], m: &[f32], stride: usize) {
+    if w.is_empty() {
+        return;
+    }
+    assert!(out.len() <= stride || w.len() == 1, "rows overlap");
+    assert!(
+        (w.len() - 1) * stride + out.len() <= m.len(),
+        "rows out of bounds"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the feature; every row read is in bounds (asserted above).
+            return unsafe { x86::weighted_rows_avx512(out, w, m, stride) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { x86::weighted_rows_avx2(out, w, m, stride) };
+        }
+    }
+    weighted_rows_body(out, w, m, stride)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_instruction_set_gives_the_same_bits() {
+        let a: Vec<f32> = (0..301)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+            .collect();
+        let b: Vec<f32> = (0..301)
+            .map(|i| ((i * 53 % 89) as f32 - 44.0) * 0.7)
+            .collect();
+        for n in [0, 1, 15, 16, 17, 256, 301] {
+            let (a, b) = (&a[..n], &b[..n]);
+            let want = dot_body(a, b);
+            assert_eq!(dot(a, b).to_bits(), want.to_bits(), "dot {n}");
+            let exact: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            assert!(
+                (want as f64 - exact).abs() <= 1e-4 * (1.0 + exact.abs()),
+                "{n}"
+            );
+            let mut y1: Vec<f32> = b.to_vec();
+            let mut y2 = y1.clone();
+            axpy(&mut y1, 0.37, a);
+            axpy_body(&mut y2, 0.37, a);
+            assert_eq!(y1, y2, "axpy {n}");
+            if n > 0 {
+                // Rows of 150 within a stride of 151 (64-wide blocks and a ragged rest).
+                let rows = n.min(2);
+                let m: Vec<f32> = (0..(rows - 1) * 151 + 150)
+                    .map(|i| (i as f32).sin())
+                    .collect();
+                let w = &a[..rows];
+                let (mut o1, mut o2) = (vec![0.5f32; 150], vec![0.5f32; 150]);
+                weighted_rows(&mut o1, w, &m, 151);
+                for (j, &wj) in w.iter().enumerate() {
+                    axpy_body(&mut o2, wj, &m[j * 151..][..150]);
+                }
+                assert_eq!(o1, o2, "weighted_rows {n}");
+            }
+        }
+    }
+}
