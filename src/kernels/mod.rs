@@ -14,7 +14,10 @@
 //! Two paths for quantized weights:
 //! - *dot*: one row · one activation vector, block by block like ggml's `vec_dot_q4_0_q8_0`.
 //!   Used for the decoder step (`n_tokens` < [`PANEL_MIN_TOKENS`]), where reading each weight
-//!   byte once is all that matters; rows are split across threads in a few big chunks.
+//!   byte once is all that matters; rows are split across threads in a few big chunks. On x86
+//!   the *rows* kernels do 8 rows per pass (lane r = row r, the activation block loaded once
+//!   for all 8) with the same bits as the one-row dot, and prefetch the rows two groups ahead:
+//!   8 interleaved row streams are more than the hardware prefetchers follow.
 //! - *panel*: for the encoder, `R` (8 or 16) weight rows are repacked per call into a
 //!   lane-interleaved, nibble-expanded panel that stays in L1 while every token streams past it;
 //!   the micro-kernel (`vpdpbusd`/`maddubs`) produces `R` rows × 4 tokens at once.

@@ -414,6 +414,11 @@ fn attention_one_query(
         .collect();
     let width: usize = ranges.iter().map(|r| r.len()).sum();
     debug_assert!(width > 0, "a query row sees no key");
+    if width == 0 {
+        // Unreachable with T5Gemma's masks; a row with no keys attends to nothing.
+        out.fill(0.0);
+        return;
+    }
 
     // Scores: task = (kv head, segment, key chunk) -> [group][chunk].
     let tasks: Vec<(usize, usize, Range<usize>)> = (0..n_kv_heads)
