@@ -206,42 +206,51 @@ impl Panel {
         self.d.resize(bpr * rows, 0.0);
     }
 
-    /// Stores the 32 unsigned element bytes of block `b` of row `i`: four bytes per group.
-    #[inline(always)]
-    fn put_block(&mut self, b: usize, i: usize, elements: &[u8; QK]) {
-        let rows = self.rows;
-        for (k, group) in elements.chunks_exact(4).enumerate() {
-            let at = ((b * 8 + k) * rows + i) * 4;
-            self.qs[at..at + 4].copy_from_slice(group);
+    /// Fills the panel group by group in the order it is laid out: `group(blk, k)` gives the
+    /// 4 unsigned bytes of elements `4k..4k + 4` of a weight block, as a little-endian u32.
+    fn pack<B>(&mut self, w: &[B], d: impl Fn(&B) -> f16, group: impl Fn(&B, usize) -> u32) {
+        let (rows, bpr) = (self.rows, self.bpr);
+        let filled = w.len() / bpr;
+        for b in 0..bpr {
+            for i in 0..filled {
+                self.d[b * rows + i] = d(&w[i * bpr + b]).to_f32();
+            }
+            for k in 0..8 {
+                let dst = &mut self.qs[(b * 8 + k) * rows * 4..][..filled * 4];
+                for (i, d4) in dst.chunks_exact_mut(4).enumerate() {
+                    d4.copy_from_slice(&group(&w[i * bpr + b], k).to_le_bytes());
+                }
+            }
         }
     }
 
     /// Packs `w.len() / bpr` (≤ rows) Q4_0 rows; missing rows stay zero.
     pub fn pack_q4_0(&mut self, rows: usize, bpr: usize, w: &[BlockQ4_0]) {
         self.reset(rows, bpr, 8, w.len() / bpr);
-        for (i, row) in w.chunks_exact(bpr).enumerate() {
-            for (b, blk) in row.iter().enumerate() {
-                self.d[b * rows + i] = blk.d.to_f32();
-                let mut e = [0u8; QK];
-                for (j, &q) in blk.qs.iter().enumerate() {
-                    e[j] = q & 0x0f;
-                    e[j + QK / 2] = q >> 4;
-                }
-                self.put_block(b, i, &e);
-            }
-        }
+        // Groups 0..4 are low nibbles of bytes 4k.., groups 4..8 the high nibbles.
+        self.pack(
+            w,
+            |blk| blk.d,
+            |blk, k| {
+                let j = 4 * (k % 4);
+                let v =
+                    u32::from_le_bytes([blk.qs[j], blk.qs[j + 1], blk.qs[j + 2], blk.qs[j + 3]]);
+                (if k < 4 { v } else { v >> 4 }) & 0x0f0f_0f0f
+            },
+        );
     }
 
     /// Packs `w.len() / bpr` (≤ rows) Q8_0 rows; missing rows stay zero.
     pub fn pack_q8_0(&mut self, rows: usize, bpr: usize, w: &[BlockQ8_0]) {
         self.reset(rows, bpr, 128, w.len() / bpr);
-        for (i, row) in w.chunks_exact(bpr).enumerate() {
-            for (b, blk) in row.iter().enumerate() {
-                self.d[b * rows + i] = blk.d.to_f32();
-                let e: [u8; QK] = std::array::from_fn(|j| (blk.qs[j] as u8) ^ 0x80);
-                self.put_block(b, i, &e);
-            }
-        }
+        self.pack(
+            w,
+            |blk| blk.d,
+            |blk, k| {
+                let q = &blk.qs[4 * k..4 * k + 4];
+                u32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]) ^ 0x8080_8080
+            },
+        );
     }
 }
 
