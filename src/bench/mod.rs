@@ -222,8 +222,9 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchReport> {
         let mut token = cfg.decoder_start_token_id;
         let t = Instant::now();
         let mut first_s = 0.0;
+        let mut logits = Vec::new();
         for step in 0..opts.new_tokens {
-            let logits = model.decode(&mut state, &[token])?;
+            model.decode_into(&mut state, &[token], &mut logits)?;
             token = argmax(&logits);
             if step == 0 {
                 first_s = t.elapsed().as_secs_f64();

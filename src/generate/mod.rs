@@ -187,8 +187,9 @@ fn step_by_step(
     };
     // The decoder's history as transformers' logits processors see it: start token included.
     let mut history = vec![cfg.decoder_start_token_id];
+    let mut logits = Vec::new();
     while history.len() <= opts.max_new_tokens {
-        let mut logits = model.decode(&mut state, &history[history.len() - 1..])?;
+        model.decode_into(&mut state, &history[history.len() - 1..], &mut logits)?;
         apply_repetition_controls(&mut logits, &history, opts);
         let token = match &mut sampler {
             Some(s) => s.sample(&mut logits),
@@ -240,13 +241,20 @@ pub(crate) fn apply_repetition_controls(
 
 /// Index of the largest value (the first one on ties, as torch's argmax).
 pub fn argmax(xs: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &x) in xs.iter().enumerate() {
-        if x > xs[best] {
-            best = i;
+    // The maximum in 8 lanes (vectorizes; a 262k-entry LM head row is read once per step),
+    // then its first position. NaN entries are never the maximum.
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    for c in xs.chunks(8) {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            if x > *m {
+                *m = x;
+            }
         }
     }
-    best as u32
+    let max = lanes
+        .into_iter()
+        .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
+    xs.iter().position(|&x| x == max).unwrap_or(0) as u32
 }
 
 /// `log_softmax` of a row, in place.
@@ -288,5 +296,14 @@ mod tests {
     #[test]
     fn argmax_takes_first_of_ties() {
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
+        // Ties in different lanes, past the first chunk, with a NaN and -inf around.
+        let mut xs = vec![-1.0f32; 37];
+        xs[5] = f32::NAN;
+        xs[30] = 2.0;
+        xs[13] = 2.0;
+        xs[0] = f32::NEG_INFINITY;
+        assert_eq!(argmax(&xs), 13);
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 9]), 0);
+        assert_eq!(argmax(&[]), 0);
     }
 }

@@ -55,9 +55,16 @@ impl Linear {
 
     /// `x [n, cols] -> [n, rows]`.
     pub(crate) fn forward(&self, file: &GgufFile, x: &[f32], n: usize) -> Vec<f32> {
-        let mut y = vec![0.0; n * self.rows];
-        kernels::matmul(&self.mat(file), x, n, &mut y);
+        let mut y = Vec::new();
+        self.forward_into(file, x, n, &mut y);
         y
+    }
+
+    /// [`forward`](Self::forward) into `y`, reusing its allocation.
+    pub(crate) fn forward_into(&self, file: &GgufFile, x: &[f32], n: usize, y: &mut Vec<f32>) {
+        y.clear();
+        y.resize(n * self.rows, 0.0);
+        kernels::matmul(&self.mat(file), x, n, y);
     }
 
     /// Output features.

@@ -344,18 +344,33 @@ impl Model {
     /// Feeds `tokens` to the decoder (one at a time when generating, or a whole teacher-forced
     /// sequence at once) and returns their logits, `tokens.len() × vocab`.
     pub fn decode(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Vec<f32>> {
+        let mut logits = Vec::new();
+        self.decode_into(state, tokens, &mut logits)?;
+        Ok(logits)
+    }
+
+    /// [`decode`](Self::decode) into `logits` (resized to `tokens.len() × vocab`), reusing its
+    /// allocation: a generation loop then does not fault in a fresh megabyte of logits per token.
+    pub fn decode_into(
+        &self,
+        state: &mut DecoderState,
+        tokens: &[u32],
+        logits: &mut Vec<f32>,
+    ) -> Result<()> {
+        logits.clear();
         if tokens.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let logits = on_pool(|| match &self.weights {
+        on_pool(|| match &self.weights {
             FamilyWeights::T5Gemma(w) => {
-                t5gemma::decode(&self.file, &self.config, w, state, tokens)
+                t5gemma::decode(&self.file, &self.config, w, state, tokens, logits)
             }
             FamilyWeights::T5Gemma2(w) => {
-                t5gemma2::decode(&self.file, &self.config, w, state, tokens)
+                t5gemma2::decode(&self.file, &self.config, w, state, tokens, logits)
             }
         })?;
-        if logits.iter().any(|x| x.is_nan()) {
+        // A fold rather than `any`, so the check vectorizes (no early exit).
+        if logits.iter().fold(false, |nan, x| nan | x.is_nan()) {
             // NaN/Inf weights (a corrupt or hostile file) poison every later step; say so
             // instead of printing garbage.
             return Err(Error::format(
@@ -367,7 +382,7 @@ impl Model {
         for layer in &mut state.layers {
             layer.trim(state.pos);
         }
-        Ok(logits)
+        Ok(())
     }
 
     /// How many times cross-attention keys/values were computed (once per [`start_decoder`](Self::start_decoder)).

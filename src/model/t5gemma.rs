@@ -239,14 +239,15 @@ pub(crate) fn cross_caches(
         .collect()
 }
 
-/// Decoder: feeds `tokens` at positions `state.pos..` and returns their logits.
+/// Decoder: feeds `tokens` at positions `state.pos..` and writes their logits into `logits`.
 pub(crate) fn decode(
     file: &GgufFile,
     cfg: &ModelConfig,
     w: &Weights,
     state: &mut DecoderState,
     tokens: &[u32],
-) -> Result<Vec<f32>> {
+    logits: &mut Vec<f32>,
+) -> Result<()> {
     let d = &cfg.decoder;
     let n = tokens.len();
     let pos0 = state.pos;
@@ -316,9 +317,9 @@ pub(crate) fn decode(
         feed_forward(file, &mut y, n, &layer.pre_ffw, &layer.mlp, &layer.post_ffw);
     }
     w.dec_norm.apply(file, &mut y);
-    let mut logits = w.lm_head.forward(file, &y, n);
+    w.lm_head.forward_into(file, &y, n, logits);
     if let Some(cap) = cfg.final_logit_softcapping {
-        ops::softcap_inplace(&mut logits, cap);
+        ops::softcap_inplace(logits, cap);
     }
-    Ok(logits)
+    Ok(())
 }
