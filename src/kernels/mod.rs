@@ -163,12 +163,19 @@ impl QActs {
         self.d.clear();
         self.sum.clear();
         if with_sums {
-            self.d.extend(self.q.iter().map(|b| b.d.to_f32()));
-            self.sum.extend(
-                self.q
-                    .iter()
-                    .map(|b| b.qs.iter().map(|&v| v as i32).sum::<i32>()),
-            );
+            self.d.resize(n, 0.0);
+            self.sum.resize(n, 0);
+            let per_task = 1024;
+            self.q
+                .par_chunks(per_task)
+                .zip(self.d.par_chunks_mut(per_task))
+                .zip(self.sum.par_chunks_mut(per_task))
+                .for_each(|((q, d), sum)| {
+                    for ((b, d), s) in q.iter().zip(d).zip(sum) {
+                        *d = b.d.to_f32();
+                        *s = b.qs.iter().map(|&v| v as i32).sum();
+                    }
+                });
         }
     }
 }

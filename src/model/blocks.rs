@@ -62,8 +62,7 @@ impl Linear {
 
     /// [`forward`](Self::forward) into `y`, reusing its allocation.
     pub(crate) fn forward_into(&self, file: &GgufFile, x: &[f32], n: usize, y: &mut Vec<f32>) {
-        y.clear();
-        y.resize(n * self.rows, 0.0);
+        zeroed(y, n * self.rows);
         kernels::matmul(&self.mat(file), x, n, y);
     }
 
@@ -81,6 +80,17 @@ impl Linear {
     pub(crate) fn embed(&self, file: &GgufFile, id: u32, scale: f32, out: &mut [f32]) {
         self.mat(file).row_to_f32(id as usize, out);
         out.iter_mut().for_each(|v| *v *= scale);
+    }
+}
+
+/// Sets `y` to `len` zeros, across threads when it is large (encoder activations are
+/// megabytes per matrix product; zeroing them on one thread was a serial part of every layer).
+fn zeroed(y: &mut Vec<f32>, len: usize) {
+    y.clear();
+    if len < 1 << 16 {
+        y.resize(len, 0.0);
+    } else {
+        y.par_extend(rayon::iter::repeat_n(0.0, len));
     }
 }
 
