@@ -54,8 +54,7 @@ pub fn measure_read_bandwidth(threads: usize) -> f64 {
 
 /// Peak int8 multiply-accumulates of `level`'s widest int8 instruction (`vpdpbusd`, `maddubs`,
 /// `sdot`, `smull`), in GOPS (one multiply-add = 2 operations; median of 5 runs), with
-/// `threads` threads each
-/// running a register-resident loop.
+/// `threads` threads each running a register-resident loop.
 pub fn measure_int8_peak_at(level: KernelLevel, threads: usize) -> f64 {
     let threads = threads.max(1);
     let iters = 20_000_000u64;
