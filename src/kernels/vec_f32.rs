@@ -170,6 +170,48 @@ mod x86 {
     }
 }
 
+/// Runs `$body` compiled for AVX-512 or AVX2 when the CPU has it, else as is: the same
+/// arithmetic in the same order (no fused multiply-adds), so the same bits.
+macro_rules! multiversion {
+    ($name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? $body
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? $body
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512dq")
+                && is_x86_feature_detected!("avx512vl")
+            {
+                // SAFETY: the CPU has every feature the function is compiled for.
+                return unsafe { avx512($($arg),*) };
+            }
+            if is_x86_feature_detected!("avx2") {
+                // SAFETY: as above.
+                return unsafe { avx2($($arg),*) };
+            }
+        }
+        fn portable($($arg: $ty),*) $(-> $ret)? $body
+        portable($($arg),*)
+    }};
+}
+
+/// `x = softmax(x)` with [`crate::ops::softmax_inplace`]'s arithmetic, vectorized for the CPU.
+pub fn softmax_inplace(x: &mut [f32]) {
+    multiversion!(softmax(x: &mut [f32]) { crate::ops::softmax_body(x) })
+}
+
+/// `gate = gelu_tanh(gate) * up` with [`crate::ops::gelu_tanh`], vectorized for the CPU.
+pub fn gelu_gate(gate: &mut [f32], up: &[f32]) {
+    multiversion!(gelu(gate: &mut [f32], up: &[f32]) {
+        for (g, u) in gate.iter_mut().zip(up) {
+            *g = crate::ops::gelu_tanh(*g) * u;
+        }
+    })
+}
+
 /// `Σ a[i] · b[i]` in 16 lanes combined pairwise (lengths must match).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
@@ -232,6 +274,28 @@ pub fn weighted_rows(out: &mut [f32], w: &[f32], m: &[f32], stride: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn softmax_and_gelu_give_the_portable_bits() {
+        let x: Vec<f32> = (0..517)
+            .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.037)
+            .chain([f32::NEG_INFINITY, 88.0, -90.0, 0.0, -0.0])
+            .collect();
+        for n in [1, 7, 8, 9, 64, 522] {
+            let (mut a, mut b) = (x[..n].to_vec(), x[..n].to_vec());
+            softmax_inplace(&mut a);
+            crate::ops::softmax_body(&mut b);
+            assert_eq!(a, b, "softmax {n}");
+            let up: Vec<f32> = x[..n].iter().map(|v| v * 0.5 + 1.0).collect();
+            let (mut g1, mut g2) = (x[..n].to_vec(), x[..n].to_vec());
+            gelu_gate(&mut g1, &up);
+            for (g, u) in g2.iter_mut().zip(&up) {
+                *g = crate::ops::gelu_tanh(*g) * u;
+            }
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&g1), bits(&g2), "gelu {n}");
+        }
+    }
 
     #[test]
     fn every_instruction_set_gives_the_same_bits() {

@@ -84,11 +84,7 @@ pub fn gelu_tanh(x: f32) -> f32 {
 /// `gate = gelu_tanh(gate) * up`, element-wise.
 pub fn gelu_gate_inplace(gate: &mut [f32], up: &[f32]) {
     assert_eq!(gate.len(), up.len());
-    zip_chunks(gate, up, 1, |gate, up| {
-        for (g, u) in gate.iter_mut().zip(up) {
-            *g = gelu_tanh(*g) * u;
-        }
-    });
+    zip_chunks(gate, up, 1, crate::kernels::vec_f32::gelu_gate);
 }
 
 /// Soft-capping `tanh(x / cap) * cap`, in place.
@@ -111,6 +107,12 @@ pub fn add_inplace(x: &mut [f32], y: &[f32]) {
 /// Numerically stable softmax in place; an all-masked row (every entry -inf) becomes uniform
 /// rather than NaN, as transformers' additive finfo.min masks make it.
 pub fn softmax_inplace(x: &mut [f32]) {
+    crate::kernels::vec_f32::softmax_inplace(x)
+}
+
+/// [`softmax_inplace`]'s arithmetic, compiled once per instruction set by `kernels::vec_f32`.
+#[inline(always)]
+pub(crate) fn softmax_body(x: &mut [f32]) {
     // Eight running lanes (element i in lane i % 8) so the max and the sum vectorize; the
     // result depends only on the row, not on threads or kernel levels.
     const L: usize = 8;
