@@ -393,9 +393,10 @@ const KEY_CHUNK: usize = 64;
 const DIM_CHUNK: usize = 64;
 
 /// [`attention`] for a decoder step's single query row. The query heads that share a kv
-/// head are computed together, so each key and value is read once per step rather than once
-/// per query head; work is split over key chunks (scores) and head-dimension chunks (the
-/// weighted sum of values), each output computed by one task in a fixed order.
+/// head are computed by the same task, so each key is read from memory once per step rather
+/// than once per query head (and each chunk of values is reused from cache by the group's
+/// heads); work is split over key chunks (scores) and head-dimension chunks (the weighted sum
+/// of values), each output computed by one task in a fixed order.
 fn attention_one_query(
     q: &[f32],
     segments: &[KeySegment],
