@@ -74,6 +74,34 @@ mod x86 {
         super::dot_finish(lanes, &a[full..], &b[full..])
     }
 
+    /// [`super::dots`] with [`dot_avx512`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dots_avx512(
+        q: &[f32],
+        m: &[f32],
+        stride: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = dot_avx512(q, &m[j * stride..][..q.len()]) * scale;
+        }
+    }
+
+    /// [`super::dots`] with [`dot_avx2`].
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn dots_avx2(
+        q: &[f32],
+        m: &[f32],
+        stride: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        for (j, o) in out.iter_mut().enumerate() {
+            *o = dot_avx2(q, &m[j * stride..][..q.len()]) * scale;
+        }
+    }
+
     /// As [`dot_avx512`], lanes 0..8 and 8..16 in two ymm.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
@@ -206,6 +234,32 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_body(a, b)
 }
 
+/// `out[j] = dot(q, m[j * stride..][..q.len()]) · scale` for every j: [`dot`] against a run
+/// of rows (attention scores), dispatched once.
+pub fn dots(q: &[f32], m: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+    if out.is_empty() {
+        return;
+    }
+    let end = (out.len() - 1)
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(q.len()));
+    assert!(end.is_some_and(|e| e <= m.len()), "rows out of bounds");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the feature; the slices are bounds-checked inside.
+            return unsafe { x86::dots_avx512(q, m, stride, scale, out) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { x86::dots_avx2(q, m, stride, scale, out) };
+        }
+    }
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot_body(q, &m[j * stride..][..q.len()]) * scale;
+    }
+}
+
 /// `out[d] += Σ_j w[j] · m[j * stride + d]` for `d < out.len()`, adding row after row
 /// (`out[d] += w[j] · m[..]`, multiply then add, j ascending).
 pub fn weighted_rows(out: &mut [f32], w: &[f32], m: &[f32], stride: usize) {
@@ -268,6 +322,15 @@ mod tests {
             let (a, b) = (&a[..n], &b[..n]);
             let want = dot_body(a, b);
             assert_eq!(dot(a, b).to_bits(), want.to_bits(), "dot {n}");
+            if n > 0 {
+                let mut got = [0.0f32; 2];
+                dots(a, &b.repeat(2), n, 0.5, &mut got);
+                assert_eq!(
+                    got.map(f32::to_bits),
+                    [(want * 0.5).to_bits(); 2],
+                    "dots {n}"
+                );
+            }
             let exact: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
             assert!(
                 (want as f64 - exact).abs() <= 1e-4 * (1.0 + exact.abs()),

@@ -453,12 +453,10 @@ fn attention_one_query(
         .map(|(g, s, keys)| {
             let seg = &segments[*s];
             let mut part = vec![0.0f32; group * keys.len()];
-            for (c, j) in keys.clone().enumerate() {
-                let key = &seg.k[j * kv_dim + g * hd..][..hd];
-                for i in 0..group {
-                    let qh = &q[(g * group + i) * hd..][..hd];
-                    part[i * keys.len() + c] = vec_f32::dot(qh, key) * scale;
-                }
+            let first_key = &seg.k[keys.start * kv_dim + g * hd..];
+            for (i, scores) in part.chunks_exact_mut(keys.len()).enumerate() {
+                let qh = &q[(g * group + i) * hd..][..hd];
+                vec_f32::dots(qh, first_key, kv_dim, scale, scores);
             }
             part
         })
