@@ -239,8 +239,7 @@ pub(crate) struct KeySegment<'a> {
     pub len: usize,
 }
 
-/// Query rows per attention task: bounds the score buffer at `ROWS × keys` floats and gives
-/// the thread pool several tasks per head on long inputs.
+/// Most query rows per attention task: bounds the score buffer at `ROWS × keys` floats.
 const ATTENTION_ROWS: usize = 64;
 
 /// Which keys a query row may see: for query row `i` and key segment `s`, the range of key
@@ -252,9 +251,10 @@ pub(crate) type Visible<'a> = &'a (dyn Fn(usize, usize) -> Range<usize> + Sync);
 /// across all of them. Scores are scaled, then soft-capped (if set), then masked — the order
 /// transformers uses. Query head `h` reads kv head `h / (n_heads / n_kv_heads)`.
 ///
-/// Work is split into (head, block of query rows) tasks; each computes scores and weighted
-/// values as two f32 matrix products over just the keys some row of its block can see, so
-/// sliding windows cost their width, not the input length.
+/// Work is split into blocks of query rows (16 to 64, several per thread); for each head a
+/// block computes scores and weighted values as two f32 matrix products over just the keys
+/// some row of the block can see, so sliding windows cost their width, not the input length.
+/// A single query row (a decoder step) goes to [`attention_one_query`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     q: &[f32],
@@ -279,14 +279,14 @@ pub(crate) fn attention(
     if n_q == 1 {
         return attention_one_query(q, segments, heads, scale, softcap, visible, out);
     }
-    let tasks: Vec<(usize, usize)> = (0..n_heads)
-        .flat_map(|h| (0..n_q).step_by(ATTENTION_ROWS).map(move |r0| (h, r0)))
-        .collect();
-    let blocks: Vec<Vec<f32>> = tasks
-        .par_iter()
-        .map(|&(h, r0)| {
-            let rows = ATTENTION_ROWS.min(n_q - r0);
-            let kv_off = (h / group) * hd;
+    // Tasks are blocks of query rows, each writing its own rows of `out` for every head: the
+    // visible ranges are worked out once per block, and nothing is gathered afterwards.
+    let block_rows = (n_q / (rayon::current_num_threads() * 4)).clamp(16, ATTENTION_ROWS);
+    out.par_chunks_mut(block_rows * q_dim)
+        .enumerate()
+        .for_each(|(b, out_rows)| {
+            let r0 = b * block_rows;
+            let rows = out_rows.len() / q_dim;
             // Per segment: each row's visible range, and their union (the columns computed).
             let ranges: Vec<Vec<Range<usize>>> = segments
                 .iter()
@@ -312,79 +312,114 @@ pub(crate) fn attention(
                 })
                 .collect();
             let width: usize = unions.iter().map(|u| u.len()).sum();
-            let q_view = Strided {
-                data: &q[r0 * q_dim + h * hd..],
-                rows,
-                cols: hd,
-                row_stride: q_dim,
-                col_stride: 1,
-            };
             let mut scores = vec![0.0f32; rows * width];
-            let mut col = 0;
-            for (seg, u) in segments.iter().zip(&unions).filter(|(_, u)| !u.is_empty()) {
-                let keys_t = Strided {
-                    data: &seg.k[u.start * kv_dim + kv_off..],
-                    rows: hd,
-                    cols: u.len(),
-                    row_stride: 1,
-                    col_stride: kv_dim,
-                };
-                matmul_f32(&mut scores[col..], width, false, q_view, keys_t, scale);
-                col += u.len();
-            }
-            for (i, row) in scores.chunks_exact_mut(width.max(1)).take(rows).enumerate() {
-                let mut c0 = 0;
-                for (rs, u) in ranges.iter().zip(&unions) {
-                    // Columns of the union this row cannot see are masked; the rest capped.
-                    let seg = &mut row[c0..c0 + u.len()];
-                    let r = &rs[i];
-                    let (lo, hi) = if r.is_empty() {
-                        (0, 0)
-                    } else {
-                        (r.start - u.start, r.end - u.start)
-                    };
-                    seg[..lo].fill(f32::NEG_INFINITY);
-                    seg[hi..].fill(f32::NEG_INFINITY);
-                    if let Some(c) = softcap {
-                        seg[lo..hi]
-                            .iter_mut()
-                            .for_each(|s| *s = (*s / c).tanh() * c);
-                    }
-                    c0 += u.len();
-                }
-                debug_assert!(row.iter().any(|s| s.is_finite()), "a query row sees no key");
-                ops::softmax_inplace(row);
-            }
-            let mut block = vec![0.0f32; rows * hd];
-            let mut col = 0;
-            let mut first = true;
-            for (seg, u) in segments.iter().zip(&unions).filter(|(_, u)| !u.is_empty()) {
-                let probs = Strided {
-                    data: &scores[col..],
+            for h in 0..n_heads {
+                attend_head(
+                    &q[r0 * q_dim + h * hd..],
+                    q_dim,
                     rows,
-                    cols: u.len(),
-                    row_stride: width,
-                    col_stride: 1,
-                };
-                let values = Strided {
-                    data: &seg.v[u.start * kv_dim + kv_off..],
-                    rows: u.len(),
-                    cols: hd,
-                    row_stride: kv_dim,
-                    col_stride: 1,
-                };
-                matmul_f32(&mut block, hd, !first, probs, values, 1.0);
-                first = false;
-                col += u.len();
+                    segments,
+                    (h / group) * hd,
+                    kv_dim,
+                    hd,
+                    &ranges,
+                    &unions,
+                    (scale, softcap),
+                    &mut scores,
+                    &mut out_rows[h * hd..],
+                );
             }
-            block
-        })
-        .collect();
-    for (&(h, r0), block) in tasks.iter().zip(&blocks) {
-        for (i, row) in block.chunks_exact(hd).enumerate() {
-            let at = (r0 + i) * q_dim + h * hd;
-            out[at..at + hd].copy_from_slice(row);
+        });
+}
+
+/// One head of one block of query rows (see [`attention`]): scores against the union of the
+/// visible keys, masked per row, soft-capped, softmaxed, then the weighted sum of values
+/// written into `out` (row stride `q_dim`).
+#[allow(clippy::too_many_arguments)]
+fn attend_head(
+    q: &[f32],
+    q_dim: usize,
+    rows: usize,
+    segments: &[KeySegment],
+    kv_off: usize,
+    kv_dim: usize,
+    hd: usize,
+    ranges: &[Vec<Range<usize>>],
+    unions: &[Range<usize>],
+    (scale, softcap): (f32, Option<f32>),
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let width: usize = unions.iter().map(|u| u.len()).sum();
+    if width == 0 {
+        // Unreachable with T5Gemma's masks: rows that see no key attend to nothing.
+        for row in out.chunks_mut(q_dim).take(rows) {
+            row[..hd].fill(0.0);
         }
+        return;
+    }
+    let q_view = Strided {
+        data: q,
+        rows,
+        cols: hd,
+        row_stride: q_dim,
+        col_stride: 1,
+    };
+    let mut col = 0;
+    for (seg, u) in segments.iter().zip(unions).filter(|(_, u)| !u.is_empty()) {
+        let keys_t = Strided {
+            data: &seg.k[u.start * kv_dim + kv_off..],
+            rows: hd,
+            cols: u.len(),
+            row_stride: 1,
+            col_stride: kv_dim,
+        };
+        matmul_f32(&mut scores[col..], width, false, q_view, keys_t, scale);
+        col += u.len();
+    }
+    for (i, row) in scores.chunks_exact_mut(width).take(rows).enumerate() {
+        let mut c0 = 0;
+        for (rs, u) in ranges.iter().zip(unions) {
+            // Columns of the union this row cannot see are masked; the rest capped.
+            let seg = &mut row[c0..c0 + u.len()];
+            let r = &rs[i];
+            let (lo, hi) = if r.is_empty() {
+                (0, 0)
+            } else {
+                (r.start - u.start, r.end - u.start)
+            };
+            seg[..lo].fill(f32::NEG_INFINITY);
+            seg[hi..].fill(f32::NEG_INFINITY);
+            if let Some(c) = softcap {
+                seg[lo..hi]
+                    .iter_mut()
+                    .for_each(|s| *s = (*s / c).tanh() * c);
+            }
+            c0 += u.len();
+        }
+        debug_assert!(row.iter().any(|s| s.is_finite()), "a query row sees no key");
+        ops::softmax_inplace(row);
+    }
+    let mut col = 0;
+    let mut first = true;
+    for (seg, u) in segments.iter().zip(unions).filter(|(_, u)| !u.is_empty()) {
+        let probs = Strided {
+            data: &scores[col..],
+            rows,
+            cols: u.len(),
+            row_stride: width,
+            col_stride: 1,
+        };
+        let values = Strided {
+            data: &seg.v[u.start * kv_dim + kv_off..],
+            rows: u.len(),
+            cols: hd,
+            row_stride: kv_dim,
+            col_stride: 1,
+        };
+        matmul_f32(out, q_dim, !first, probs, values, 1.0);
+        first = false;
+        col += u.len();
     }
 }
 
