@@ -399,48 +399,49 @@ fn matmul_with(k: &Kernels, w: &MatRef, x: &[f32], n_tokens: usize, y: &mut [f32
                 match panel {
                     Some((rows, f)) => gemm_panels(w, acts, n_tokens, rows, f, y),
                     None => {
-                        let bpr = cols / QK;
                         let xq = &acts.q;
                         // Calls the panel would take follow the panel's (sequential) order.
                         let seq = n_tokens >= PANEL_MIN_TOKENS;
                         if w.ty == GgmlType::Q4_0 {
-                            let wd: &[BlockQ4_0] = cast(w.data);
-                            if let Some(rows) = k.rows_q4_0.filter(|_| !seq) {
-                                for_row_blocks(w.rows, bpr, n_tokens, y, |r0, t, out| {
-                                    rows(
-                                        &wd[r0 * bpr..][..out.len() * bpr],
-                                        &xq[t * bpr..][..bpr],
-                                        out,
-                                    )
-                                });
-                                return;
-                            }
                             let dot = if seq { k.dot_q4_0_seq } else { k.dot_q4_0 };
-                            for_rows_tokens(w.rows, n_tokens, y, |r, t| {
-                                dot(&wd[r * bpr..(r + 1) * bpr], &xq[t * bpr..(t + 1) * bpr])
-                            })
+                            let rows = k.rows_q4_0.filter(|_| !seq);
+                            matmul_blocks::<BlockQ4_0>(w, xq, n_tokens, rows, dot, y)
                         } else {
-                            let wd: &[BlockQ8_0] = cast(w.data);
-                            if let Some(rows) = k.rows_q8_0.filter(|_| !seq) {
-                                for_row_blocks(w.rows, bpr, n_tokens, y, |r0, t, out| {
-                                    rows(
-                                        &wd[r0 * bpr..][..out.len() * bpr],
-                                        &xq[t * bpr..][..bpr],
-                                        out,
-                                    )
-                                });
-                                return;
-                            }
                             let dot = if seq { k.dot_q8_0_seq } else { k.dot_q8_0 };
-                            for_rows_tokens(w.rows, n_tokens, y, |r, t| {
-                                dot(&wd[r * bpr..(r + 1) * bpr], &xq[t * bpr..(t + 1) * bpr])
-                            })
+                            let rows = k.rows_q8_0.filter(|_| !seq);
+                            matmul_blocks::<BlockQ8_0>(w, xq, n_tokens, rows, dot, y)
                         }
                     }
                 }
             })
         }
         other => unreachable!("{other} rejected by MatRef::from_view"),
+    }
+}
+
+/// Quantized weights without a panel kernel: the 8-row kernel where the level has one and the
+/// call is decoder-sized (`rows`), else one dot per (row, token) in `dot`'s order.
+fn matmul_blocks<B: bytemuck::Pod + Sync>(
+    w: &MatRef,
+    xq: &[BlockQ8_0],
+    n_tokens: usize,
+    rows: Option<RowsFn<B>>,
+    dot: fn(&[B], &[BlockQ8_0]) -> f32,
+    y: &mut [f32],
+) {
+    let wd: &[B] = cast(w.data);
+    let bpr = w.cols / QK;
+    match rows {
+        Some(rows) => for_row_blocks(w.rows, bpr, n_tokens, y, |r0, t, out| {
+            rows(
+                &wd[r0 * bpr..][..out.len() * bpr],
+                &xq[t * bpr..][..bpr],
+                out,
+            )
+        }),
+        None => for_rows_tokens(w.rows, n_tokens, y, |r, t| {
+            dot(&wd[r * bpr..(r + 1) * bpr], &xq[t * bpr..(t + 1) * bpr])
+        }),
     }
 }
 
