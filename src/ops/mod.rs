@@ -9,22 +9,36 @@ use rayon::prelude::*;
 /// Elements from which an operation is split across threads, and the least each task gets.
 const PAR_MIN: usize = 1 << 15;
 
-/// Applies `f` to `(chunk of x, chunk of y)` pairs of `unit`-multiple lengths, across threads
-/// when `x` is large.
-fn zip_chunks(x: &mut [f32], y: &[f32], unit: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) {
-    if x.len() < PAR_MIN {
-        return f(x, y);
+/// Chunk length for splitting `len` elements in whole `unit`s across threads, or `None` when
+/// `len` is too small to be worth it.
+fn par_chunk(len: usize, unit: usize) -> Option<usize> {
+    (len >= PAR_MIN).then(|| PAR_MIN.div_ceil(4 * unit).max(1) * unit)
+}
+
+/// Applies `f` to chunks of `x` of `unit`-multiple lengths, across threads when `x` is large.
+fn for_chunks(x: &mut [f32], unit: usize, f: impl Fn(&mut [f32]) + Sync + Send) {
+    match par_chunk(x.len(), unit) {
+        None => f(x),
+        Some(chunk) => x.par_chunks_mut(chunk).for_each(f),
     }
-    let chunk = PAR_MIN.div_ceil(4 * unit).max(1) * unit;
-    x.par_chunks_mut(chunk)
-        .zip(y.par_chunks(chunk))
-        .for_each(|(a, b)| f(a, b));
+}
+
+/// Applies `f` to matching chunks of `x` and `y` (equal lengths), across threads when large.
+fn zip_chunks(x: &mut [f32], y: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    assert_eq!(x.len(), y.len());
+    match par_chunk(x.len(), 1) {
+        None => f(x, y),
+        Some(chunk) => x
+            .par_chunks_mut(chunk)
+            .zip(y.par_chunks(chunk))
+            .for_each(|(a, b)| f(a, b)),
+    }
 }
 
 /// Gemma RMSNorm over each row of `x` (length `w.len()`), in place: `x / rms(x) * (1 + w)`.
 pub fn rmsnorm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     let n = w.len();
-    zip_chunks(x, &[], n, |x, _| {
+    for_chunks(x, n, |x| {
         for row in x.chunks_exact_mut(n) {
             let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / n as f32;
             let inv = 1.0 / (mean_sq + eps).sqrt();
@@ -83,8 +97,7 @@ pub fn gelu_tanh(x: f32) -> f32 {
 
 /// `gate = gelu_tanh(gate) * up`, element-wise.
 pub fn gelu_gate_inplace(gate: &mut [f32], up: &[f32]) {
-    assert_eq!(gate.len(), up.len());
-    zip_chunks(gate, up, 1, crate::kernels::vec_f32::gelu_gate);
+    zip_chunks(gate, up, crate::kernels::vec_f32::gelu_gate);
 }
 
 /// Soft-capping `tanh(x / cap) * cap`, in place.
@@ -96,8 +109,7 @@ pub fn softcap_inplace(x: &mut [f32], cap: f32) {
 
 /// `x += y`.
 pub fn add_inplace(x: &mut [f32], y: &[f32]) {
-    assert_eq!(x.len(), y.len());
-    zip_chunks(x, y, 1, |x, y| {
+    zip_chunks(x, y, |x, y| {
         for (a, b) in x.iter_mut().zip(y) {
             *a += b;
         }
@@ -268,5 +280,58 @@ mod tests {
         let n0: f32 = x0.iter().map(|v| v * v).sum();
         let n1: f32 = x.iter().map(|v| v * v).sum();
         assert!((n0 - n1).abs() < 1e-3);
+    }
+}
+
+#[cfg(test)]
+mod parallel_tests {
+    //! Inputs past `PAR_MIN` take the multi-threaded path: it must give exactly what the
+    //! single-threaded path gives row by row (the model tests' fixtures are too small to
+    //! reach it).
+    use super::*;
+
+    const N: usize = 640;
+
+    fn data(len: usize, k: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * k % 101) as f32 - 50.0) * 0.1)
+            .collect()
+    }
+
+    fn row_by_row(x: &[f32], f: impl Fn(&mut [f32], usize)) -> Vec<f32> {
+        let mut out = x.to_vec();
+        for (r, row) in out.chunks_mut(N).enumerate() {
+            f(row, r);
+        }
+        out
+    }
+
+    #[test]
+    fn large_inputs_match_row_by_row() {
+        let len = N * 200;
+        assert!(len >= PAR_MIN);
+        let (x, y) = (data(len, 37), data(len, 53));
+        let w = data(N, 7);
+
+        let mut big = x.clone();
+        rmsnorm_inplace(&mut big, &w, 1e-6);
+        assert_eq!(big, row_by_row(&x, |row, _| rmsnorm_inplace(row, &w, 1e-6)));
+
+        let mut big = x.clone();
+        gelu_gate_inplace(&mut big, &y);
+        let want = row_by_row(&x, |row, r| gelu_gate_inplace(row, &y[r * N..(r + 1) * N]));
+        assert_eq!(big, want);
+
+        let mut big = x.clone();
+        add_inplace(&mut big, &y);
+        let want = row_by_row(&x, |row, r| add_inplace(row, &y[r * N..(r + 1) * N]));
+        assert_eq!(big, want);
+
+        let rope = Rope::new(64, 10_000.0, 1.0);
+        let mut big = x.clone();
+        rope.apply_rows(&mut big, N / 64, 3);
+        let want = row_by_row(&x, |row, r| rope.apply_rows(row, N / 64, 3 + r));
+        assert_eq!(big, want);
+        assert_ne!(big, x);
     }
 }
