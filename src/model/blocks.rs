@@ -62,7 +62,15 @@ impl Linear {
 
     /// [`forward`](Self::forward) into `y`, reusing its allocation.
     pub(crate) fn forward_into(&self, file: &GgufFile, x: &[f32], n: usize, y: &mut Vec<f32>) {
-        zeroed(y, n * self.rows);
+        let len = n * self.rows;
+        if y.capacity() < len {
+            // A fresh zeroed allocation: the allocator hands out zero pages without writing.
+            *y = vec![0.0; len];
+        } else {
+            // The product overwrites every element; only a grown tail needs initializing.
+            y.truncate(len);
+            y.resize(len, 0.0);
+        }
         kernels::matmul(&self.mat(file), x, n, y);
     }
 
@@ -80,17 +88,6 @@ impl Linear {
     pub(crate) fn embed(&self, file: &GgufFile, id: u32, scale: f32, out: &mut [f32]) {
         self.mat(file).row_to_f32(id as usize, out);
         out.iter_mut().for_each(|v| *v *= scale);
-    }
-}
-
-/// Sets `y` to `len` zeros, across threads when it is large (encoder activations are
-/// megabytes per matrix product; zeroing them on one thread was a serial part of every layer).
-fn zeroed(y: &mut Vec<f32>, len: usize) {
-    y.clear();
-    if len < 1 << 16 {
-        y.resize(len, 0.0);
-    } else {
-        y.par_extend(rayon::iter::repeat_n(0.0, len));
     }
 }
 
