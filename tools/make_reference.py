@@ -627,6 +627,9 @@ def make_cases(rng: np.random.Generator, name: str, family: str, cfg) -> list[di
         {"name": "short", "input_ids": ids(3), "decoder_input_ids": [2] + ids(1)},
         {"name": "long", "input_ids": ids(long_enc), "decoder_input_ids": [2] + ids(long_dec - 1)},
         {"name": "single", "input_ids": ids(1), "decoder_input_ids": [2]},
+        # Past 32768 activations (520 x hidden >= 64): the runtime's multi-threaded element-wise
+        # path, which no shorter case reaches.
+        {"name": "encoder_sized", "input_ids": ids(520), "decoder_input_ids": [2] + ids(3)},
     ]
     if name == "t5gemma2_tiny":
         # eoi (500) in the encoder and the decoder input: its embedding row is replaced by
