@@ -357,8 +357,8 @@ impl Model {
         tokens: &[u32],
         logits: &mut Vec<f32>,
     ) -> Result<()> {
-        logits.clear();
         if tokens.is_empty() {
+            logits.clear();
             return Ok(());
         }
         on_pool(|| match &self.weights {
