@@ -40,6 +40,7 @@ use crate::quant::{self, BlockQ4_0, BlockQ8_0, QK};
 use half::{bf16, f16};
 use rayon::prelude::*;
 use std::cell::Cell;
+use std::ops::Range;
 
 /// A 2-D weight matrix view: `rows` outputs, each a contiguous row of `cols` inputs.
 #[derive(Clone, Copy, Debug)]
@@ -149,34 +150,40 @@ pub(crate) struct QActs {
     pub q: Vec<BlockQ8_0>,
     /// The block scales as f32 (panel path only).
     pub d: Vec<f32>,
-    /// Σ qs of each block (panel path only): the correction for unsigned weight offsets.
+    /// `-offset · Σ qs` of each block (panel path only): the exact correction for the panel's
+    /// unsigned weights (`offset` = [`Panel::offset`] of the weight type), where the panel
+    /// kernels start each block's integer sum.
     pub sum: Vec<i32>,
+    /// The offset `sum` was made for (0 without panel data).
+    pub offset: i32,
 }
 
 impl QActs {
-    fn quantize(&mut self, k: &Kernels, x: &[f32], cols: usize, with_sums: bool) {
+    /// Quantizes `x`; `panel_offset` (the weight type's [`Panel::offset`]) also fills `d` and
+    /// `sum` for the panel kernels.
+    fn quantize(&mut self, k: &Kernels, x: &[f32], cols: usize, panel_offset: Option<i32>) {
         let n = x.len() / QK;
         self.bpr = cols / QK;
         self.q.clear();
         self.q.resize(n, bytemuck::Zeroable::zeroed());
-        quantize_into(k, x, cols, &mut self.q);
         self.d.clear();
         self.sum.clear();
-        if with_sums {
-            self.d.resize(n, 0.0);
-            self.sum.resize(n, 0);
-            let per_task = 1024;
-            self.q
-                .par_chunks(per_task)
-                .zip(self.d.par_chunks_mut(per_task))
-                .zip(self.sum.par_chunks_mut(per_task))
-                .for_each(|((q, d), sum)| {
-                    for ((b, d), s) in q.iter().zip(d).zip(sum) {
-                        *d = b.d.to_f32();
-                        *s = b.qs.iter().map(|&v| v as i32).sum();
-                    }
-                });
+        self.offset = panel_offset.unwrap_or(0);
+        let (Some(offset), Some(panel)) = (panel_offset, k.panel) else {
+            return quantize_into(k, x, cols, &mut self.q);
+        };
+        self.d.resize(n, 0.0);
+        self.sum.resize(n, 0);
+        let per_task = 16 * self.bpr;
+        if n <= 4 * per_task {
+            return (panel.quantize)(x, &mut self.q, &mut self.d, &mut self.sum, offset);
         }
+        self.q
+            .par_chunks_mut(per_task)
+            .zip(self.d.par_chunks_mut(per_task))
+            .zip(self.sum.par_chunks_mut(per_task))
+            .zip(x.par_chunks(per_task * QK))
+            .for_each(|(((q, d), sum), x)| (panel.quantize)(x, q, d, sum, offset));
     }
 }
 
@@ -264,6 +271,10 @@ impl Panel {
 /// `out[t * R + i] = Σ_b float(isum(b, i, t0 + t)) · d_w · d_x` for `t < nt` (1..=4 tokens).
 pub(crate) type PanelFn = fn(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &mut [f32]);
 
+/// Quantizes activation rows to Q8_0 and writes each block's f32 scale and `-offset · Σ q`
+/// (see [`QActs`]): `(x, blocks, d, sum, offset)`.
+pub(crate) type QuantizePanelFn = fn(&[f32], &mut [BlockQ8_0], &mut [f32], &mut [i32], i32);
+
 /// The panel micro-kernels of one level.
 #[derive(Clone, Copy)]
 pub(crate) struct PanelKernels {
@@ -273,6 +284,12 @@ pub(crate) struct PanelKernels {
     pub q4_0: PanelFn,
     /// Q8_0 weights, where the level can do it without saturating.
     pub q8_0: Option<PanelFn>,
+    /// Packs `w.len() / bpr` (≤ rows) Q4_0 rows (a faster [`Panel::pack_q4_0`]).
+    pub pack_q4_0: fn(&mut Panel, usize, usize, &[BlockQ4_0]),
+    /// Packs Q8_0 rows (a faster [`Panel::pack_q8_0`]).
+    pub pack_q8_0: fn(&mut Panel, usize, usize, &[BlockQ8_0]),
+    /// Activation quantization that also fills [`QActs::d`] and [`QActs::sum`] for `offset`.
+    pub quantize: QuantizePanelFn,
 }
 
 /// `out[r] = dot(w[r * x.len()..(r + 1) * x.len()], x)` for every row r of `w`.
@@ -358,9 +375,7 @@ pub fn matmul_at(
 }
 
 fn matmul_with(k: &Kernels, w: &MatRef, x: &[f32], n_tokens: usize, y: &mut [f32]) {
-    assert_eq!(x.len(), n_tokens * w.cols, "matmul: activation shape");
-    assert_eq!(y.len(), n_tokens * w.rows, "matmul: output shape");
-    assert_eq!(w.data.len(), w.rows * w.row_bytes(), "matmul: weight size");
+    check_shapes(w, x, n_tokens, y);
     if n_tokens == 0 || w.rows == 0 {
         return;
     }
@@ -384,39 +399,82 @@ fn matmul_with(k: &Kernels, w: &MatRef, x: &[f32], n_tokens: usize, y: &mut [f32
                 (k.dot_bf16)(&wd[r * cols..(r + 1) * cols], &x[t * cols..(t + 1) * cols])
             })
         }
-        GgmlType::Q8_0 | GgmlType::Q4_0 => {
-            let panel = k.panel.and_then(|p| {
-                let f = if w.ty == GgmlType::Q4_0 {
-                    Some(p.q4_0)
-                } else {
-                    p.q8_0
-                };
-                f.map(|f| (p.rows, f))
-            });
-            let panel = panel.filter(|_| n_tokens >= PANEL_MIN_TOKENS);
-            with_buffer(&ACTS, |acts| {
-                acts.quantize(k, x, cols, panel.is_some());
-                match panel {
-                    Some((rows, f)) => gemm_panels(w, acts, n_tokens, rows, f, y),
-                    None => {
-                        let xq = &acts.q;
-                        // Calls the panel would take follow the panel's (sequential) order.
-                        let seq = n_tokens >= PANEL_MIN_TOKENS;
-                        if w.ty == GgmlType::Q4_0 {
-                            let dot = if seq { k.dot_q4_0_seq } else { k.dot_q4_0 };
-                            let rows = k.rows_q4_0.filter(|_| !seq);
-                            matmul_blocks::<BlockQ4_0>(w, xq, n_tokens, rows, dot, y)
-                        } else {
-                            let dot = if seq { k.dot_q8_0_seq } else { k.dot_q8_0 };
-                            let rows = k.rows_q8_0.filter(|_| !seq);
-                            matmul_blocks::<BlockQ8_0>(w, xq, n_tokens, rows, dot, y)
-                        }
-                    }
-                }
-            })
-        }
+        GgmlType::Q8_0 | GgmlType::Q4_0 => quantized_matmuls(k, &[*w], x, n_tokens, &mut [y]),
         other => unreachable!("{other} rejected by MatRef::from_view"),
     }
+}
+
+/// [`matmul`] of several weights against the same activations: `ys[i] = ws[i] · x`. Weights
+/// of one quantized type and width share one quantization of `x`, and encoder-sized calls run
+/// all their panels in one parallel loop (the q/k/v projections, the MLP's gate and up).
+pub fn matmul_many(ws: &[MatRef], x: &[f32], n_tokens: usize, ys: &mut [&mut [f32]]) {
+    let k = kernels_for(level()).expect("level() only returns supported levels");
+    matmul_many_with(k, ws, x, n_tokens, ys)
+}
+
+fn matmul_many_with(k: &Kernels, ws: &[MatRef], x: &[f32], n_tokens: usize, ys: &mut [&mut [f32]]) {
+    assert_eq!(ws.len(), ys.len(), "matmul_many: one output per weight");
+    let shared = ws.first().is_some_and(|w0| {
+        matches!(w0.ty, GgmlType::Q4_0 | GgmlType::Q8_0)
+            && ws.iter().all(|w| w.ty == w0.ty && w.cols == w0.cols)
+    });
+    if !shared {
+        for (w, y) in ws.iter().zip(ys.iter_mut()) {
+            matmul_with(k, w, x, n_tokens, y);
+        }
+        return;
+    }
+    for (w, y) in ws.iter().zip(ys.iter()) {
+        check_shapes(w, x, n_tokens, y);
+    }
+    quantized_matmuls(k, ws, x, n_tokens, ys);
+}
+
+fn check_shapes(w: &MatRef, x: &[f32], n_tokens: usize, y: &[f32]) {
+    assert_eq!(x.len(), n_tokens * w.cols, "matmul: activation shape");
+    assert_eq!(y.len(), n_tokens * w.rows, "matmul: output shape");
+    assert_eq!(w.data.len(), w.rows * w.row_bytes(), "matmul: weight size");
+}
+
+/// Products of quantized weights of one type and width (shapes checked by the caller) with
+/// `x`, quantized once.
+fn quantized_matmuls(
+    k: &Kernels,
+    ws: &[MatRef],
+    x: &[f32],
+    n_tokens: usize,
+    ys: &mut [&mut [f32]],
+) {
+    let (ty, cols) = (ws[0].ty, ws[0].cols);
+    let panel = k.panel.and_then(|p| {
+        let f = if ty == GgmlType::Q4_0 {
+            Some(p.q4_0)
+        } else {
+            p.q8_0
+        };
+        f.map(|f| (p, f))
+    });
+    let panel = panel.filter(|_| n_tokens >= PANEL_MIN_TOKENS);
+    with_buffer(&ACTS, |acts| {
+        let offset = if ty == GgmlType::Q4_0 { 8 } else { 128 };
+        acts.quantize(k, x, cols, panel.map(|_| offset));
+        if let Some((p, f)) = panel {
+            return gemm_panels(ws, acts, n_tokens, &p, f, ys);
+        }
+        // Calls the panel would take follow the panel's (sequential) order.
+        let seq = n_tokens >= PANEL_MIN_TOKENS;
+        for (w, y) in ws.iter().zip(ys.iter_mut()) {
+            if ty == GgmlType::Q4_0 {
+                let dot = if seq { k.dot_q4_0_seq } else { k.dot_q4_0 };
+                let rows = k.rows_q4_0.filter(|_| !seq);
+                matmul_blocks::<BlockQ4_0>(w, &acts.q, n_tokens, rows, dot, y)
+            } else {
+                let dot = if seq { k.dot_q8_0_seq } else { k.dot_q8_0 };
+                let rows = k.rows_q8_0.filter(|_| !seq);
+                matmul_blocks::<BlockQ8_0>(w, &acts.q, n_tokens, rows, dot, y)
+            }
+        }
+    })
 }
 
 /// Quantized weights without a panel kernel: the 8-row kernel where the level has one and the
@@ -469,6 +527,33 @@ impl SharedOut {
         // SAFETY: in bounds (checked above); exclusive per the caller's contract.
         unsafe { *self.ptr.add(i) = v }
     }
+
+    /// Writes `run` at indices `i..i + run.len()`.
+    ///
+    /// # Safety
+    /// No other thread reads or writes those indices during the parallel section.
+    unsafe fn write_run(&self, i: usize, run: &[f32]) {
+        assert!(i + run.len() <= self.len);
+        // SAFETY: in bounds (checked above); exclusive per the caller's contract; `run` is a
+        // thread-local tile, so it cannot overlap the output.
+        unsafe {
+            let (src, dst) = (run.as_ptr(), self.ptr.add(i));
+            // Whole-panel runs as fixed-size copies (inlined moves, not a `memcpy` call).
+            match run.len() {
+                16 => std::ptr::copy_nonoverlapping(src.cast::<[f32; 16]>(), dst.cast(), 1),
+                8 => std::ptr::copy_nonoverlapping(src.cast::<[f32; 8]>(), dst.cast(), 1),
+                n => std::ptr::copy_nonoverlapping(src, dst, n),
+            }
+        }
+    }
+}
+
+/// Asks the CPU to bring `bytes` into its caches ahead of use: a hint that changes no result.
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    x86::prefetch_l2(bytes);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
 }
 
 /// Row chunks for `rows` outputs: a few per thread (so a descheduled thread on a busy machine
@@ -533,53 +618,70 @@ fn for_row_blocks(
     }
 }
 
+/// The products of several weights with the same quantized activations, every panel of every
+/// weight one item of a single parallel loop (`ys[i]` receives `ws[i]`'s product).
 fn gemm_panels(
-    w: &MatRef,
+    ws: &[MatRef],
     acts: &QActs,
     n_tokens: usize,
-    prows: usize,
+    kernels: &PanelKernels,
     kernel: PanelFn,
-    y: &mut [f32],
+    ys: &mut [&mut [f32]],
 ) {
-    let rows = w.rows;
-    let bpr = w.cols / QK;
-    let n_panels = rows.div_ceil(prows);
-    let per_task = row_chunk(n_panels, 1, 1);
-    let out = SharedOut::new(y);
-    (0..n_panels.div_ceil(per_task))
-        .into_par_iter()
-        .for_each(|task| {
-            with_buffer(&PANEL, |panel| {
-                let mut tile = vec![0.0f32; 4 * prows];
-                let p_end = ((task + 1) * per_task).min(n_panels);
-                // Each panel is packed once and every token streams past it: packing costs
-                // about as much as a few tokens' worth of multiply-adds.
-                for p in task * per_task..p_end {
-                    let (r0, r1) = (p * prows, ((p + 1) * prows).min(rows));
-                    let bytes = &w.data[r0 * w.row_bytes()..r1 * w.row_bytes()];
-                    if w.ty == GgmlType::Q4_0 {
-                        panel.pack_q4_0(prows, bpr, cast(bytes));
-                    } else {
-                        panel.pack_q8_0(prows, bpr, cast(bytes));
-                    }
-                    for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
-                        let t_end = (t0 + TOKEN_TILE).min(n_tokens);
-                        for t in (t0..t_end).step_by(4) {
-                            let nt = (t_end - t).min(4);
-                            kernel(panel, acts, t, nt, &mut tile);
-                            for dt in 0..nt {
-                                for r in r0..r1 {
-                                    // SAFETY: rows r0..r1 belong to this task alone.
-                                    unsafe {
-                                        out.set((t + dt) * rows + r, tile[dt * prows + r - r0])
-                                    }
-                                }
-                            }
+    let prows = kernels.rows;
+    let outs: Vec<SharedOut> = ys.iter_mut().map(|y| SharedOut::new(y)).collect();
+    // Tasks: runs of panels of one weight, a few per thread over all the weights.
+    let total: usize = ws.iter().map(|w| w.rows.div_ceil(prows)).sum();
+    let per_task = row_chunk(total, 1, 1);
+    let tasks: Vec<(usize, Range<usize>)> = ws
+        .iter()
+        .enumerate()
+        .flat_map(|(i, w)| {
+            let n_panels = w.rows.div_ceil(prows);
+            (0..n_panels)
+                .step_by(per_task)
+                .map(move |p| (i, p..(p + per_task).min(n_panels)))
+        })
+        .collect();
+    tasks.into_par_iter().for_each(|(i, panels)| {
+        let (w, out) = (&ws[i], &outs[i]);
+        let (rows, bpr, row_bytes) = (w.rows, w.cols / QK, w.row_bytes());
+        with_buffer(&PANEL, |panel| {
+            let mut tile = vec![0.0f32; 4 * prows];
+            // Each panel is packed once and every token streams past it: packing costs
+            // about as much as a few tokens' worth of multiply-adds. The next panel's
+            // weights are fetched while this one computes, so packing does not wait on
+            // memory.
+            let panel_rows = |p: usize| p * prows..((p + 1) * prows).min(rows);
+            let panel_bytes = |p: usize| {
+                let r = panel_rows(p);
+                &w.data[r.start * row_bytes..r.end * row_bytes]
+            };
+            for p in panels.clone() {
+                let r = panel_rows(p);
+                if w.ty == GgmlType::Q4_0 {
+                    (kernels.pack_q4_0)(panel, prows, bpr, cast(panel_bytes(p)));
+                } else {
+                    (kernels.pack_q8_0)(panel, prows, bpr, cast(panel_bytes(p)));
+                }
+                if p + 1 < panels.end {
+                    prefetch(panel_bytes(p + 1));
+                }
+                for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
+                    let t_end = (t0 + TOKEN_TILE).min(n_tokens);
+                    for t in (t0..t_end).step_by(4) {
+                        let nt = (t_end - t).min(4);
+                        kernel(panel, acts, t, nt, &mut tile);
+                        for dt in 0..nt {
+                            let run = &tile[dt * prows..][..r.len()];
+                            // SAFETY: these rows of weight i belong to this task alone.
+                            unsafe { out.write_run((t + dt) * rows + r.start, run) }
                         }
                     }
                 }
-            })
-        });
+            }
+        })
+    });
 }
 
 #[cfg(test)]

@@ -197,6 +197,49 @@ proptest! {
         }
     }
 
+    /// The panel levels' quantizer writes the reference's blocks plus each block's f32 scale
+    /// and `-offset · Σ q`.
+    #[test]
+    fn panel_quantizers_match_the_reference(nb in 1usize..=40, seed in any::<u64>(), q4 in any::<bool>()) {
+        let mut rng = Rng(seed);
+        let x = rng.blocky(nb * QK);
+        let want = q8(&x);
+        let offset = if q4 { 8 } else { 128 };
+        for l in supported_levels() {
+            let Some(p) = kernels_for(*l).unwrap().panel else { continue };
+            let mut got = vec![bytemuck::Zeroable::zeroed(); nb];
+            let (mut d, mut sum) = (vec![0.0; nb], vec![0; nb]);
+            (p.quantize)(&x, &mut got, &mut d, &mut sum, offset);
+            let (g, w): (&[u8], &[u8]) = (bytemuck::cast_slice(&got), bytemuck::cast_slice(&want));
+            prop_assert!(g == w, "{l}");
+            for (b, blk) in want.iter().enumerate() {
+                prop_assert_eq!(d[b].to_bits(), blk.d.to_f32().to_bits(), "{} block {}", l, b);
+                let s: i32 = blk.qs.iter().map(|&q| q as i32).sum();
+                prop_assert_eq!(sum[b], -offset * s, "{} block {}", l, b);
+            }
+        }
+    }
+
+    /// Each level's panel packers lay out exactly what the generic packer does, for full and
+    /// partial panels of both weight types.
+    #[test]
+    fn level_packers_match_the_generic_one(filled_frac in 0usize..=4, nb in 1usize..=20, seed in any::<u64>()) {
+        let mut rng = Rng(seed);
+        for l in supported_levels() {
+            let Some(p) = kernels_for(*l).unwrap().panel else { continue };
+            let filled = (p.rows * filled_frac / 4).max(1);
+            let wf = rng.blocky(filled * nb * QK);
+            let (w4, w8) = (q4(&wf), q8(&wf));
+            let (mut want, mut got) = (Panel::default(), Panel::default());
+            want.pack_q4_0(p.rows, nb, &w4);
+            (p.pack_q4_0)(&mut got, p.rows, nb, &w4);
+            prop_assert!(want.qs == got.qs && want.d == got.d && want.offset == got.offset, "{l} q4_0 {filled} rows");
+            want.pack_q8_0(p.rows, nb, &w8);
+            (p.pack_q8_0)(&mut got, p.rows, nb, &w8);
+            prop_assert!(want.qs == got.qs && want.d == got.d && want.offset == got.offset, "{l} q8_0 {filled} rows");
+        }
+    }
+
     /// The matmul paths (dot and panel, ragged rows and tokens) of every level against the
     /// scalar dot of each (row, token): bit-identical on x86, within rounding on aarch64.
     #[test]
@@ -329,6 +372,58 @@ fn matmul_matches_f64_reference() {
                         y[i],
                         want[i]
                     );
+                }
+            }
+        }
+    }
+}
+
+/// Several weights over one quantized input give each weight's own product, bit for bit, on
+/// the decoder and the panel paths, including mixed types (no sharing).
+#[test]
+fn matmul_many_matches_matmul() {
+    let mut rng = Rng(5);
+    let cols = 96;
+    for n_tokens in [1, 3, 9, 37] {
+        let x = rng.blocky(n_tokens * cols);
+        for types in [
+            [GgmlType::Q4_0; 3],
+            [GgmlType::Q8_0; 3],
+            [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16],
+        ] {
+            let shapes = [40, 5, 17];
+            let data: Vec<Vec<u8>> = types
+                .iter()
+                .zip(shapes)
+                .map(|(&ty, rows)| matrix(ty, rows, cols, &mut rng))
+                .collect();
+            let ws: Vec<MatRef> = types
+                .iter()
+                .zip(shapes)
+                .zip(&data)
+                .map(|((&ty, rows), data)| MatRef {
+                    ty,
+                    rows,
+                    cols,
+                    data,
+                })
+                .collect();
+            for l in supported_levels() {
+                let k = kernels_for(*l).unwrap();
+                let mut ys: Vec<Vec<f32>> = ws
+                    .iter()
+                    .map(|w| vec![f32::NAN; w.rows * n_tokens])
+                    .collect();
+                let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
+                matmul_many_with(k, &ws, &x, n_tokens, &mut outs);
+                for (w, got) in ws.iter().zip(&ys) {
+                    let mut want = vec![0.0f32; w.rows * n_tokens];
+                    matmul_at(*l, w, &x, n_tokens, &mut want).unwrap();
+                    let (g, e): (Vec<u32>, Vec<u32>) = (
+                        got.iter().map(|v| v.to_bits()).collect(),
+                        want.iter().map(|v| v.to_bits()).collect(),
+                    );
+                    assert!(g == e, "{l} {types:?} {} rows x {n_tokens}", w.rows);
                 }
             }
         }

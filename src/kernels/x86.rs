@@ -38,6 +38,9 @@ static AVX2: Kernels = Kernels {
         q4_0: avx2::panel_q4_0,
         // maddubs would saturate on 255 · 127 · 2.
         q8_0: None,
+        pack_q4_0,
+        pack_q8_0,
+        quantize: quantize_q8_0_panel,
     }),
 };
 
@@ -57,6 +60,9 @@ static AVX512: Kernels = Kernels {
         rows: 16,
         q4_0: avx512::panel_q4_0,
         q8_0: None,
+        pack_q4_0,
+        pack_q8_0,
+        quantize: quantize_q8_0_panel,
     }),
 };
 
@@ -75,6 +81,9 @@ static AVX512_VNNI: Kernels = Kernels {
         rows: 16,
         q4_0: vnni::panel_q4_0,
         q8_0: Some(vnni::panel_q8_0),
+        pack_q4_0,
+        pack_q8_0,
+        quantize: quantize_q8_0_panel,
     }),
 };
 
@@ -85,6 +94,10 @@ fn check_panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &[f32], rows: us
     assert_eq!(p.qs.len(), bpr * 32 * rows, "panel bytes");
     assert_eq!(p.d.len(), bpr * rows, "panel scales");
     assert_eq!(x.bpr, bpr, "activation blocks per token");
+    assert_eq!(
+        x.offset, p.offset,
+        "activation sums made for this weight type"
+    );
     assert!((1..=4).contains(&nt), "1..=4 tokens per call");
     let end = (t0 + nt) * bpr;
     assert!(
@@ -92,6 +105,138 @@ fn check_panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &[f32], rows: us
         "tokens"
     );
     assert!(out.len() >= nt * rows, "panel output");
+}
+
+/// Packs a panel of Q4_0 rows (see `Panel`); a full panel of 8 (AVX2) or 16 (AVX-512) rows
+/// with gathers: one gather of the same 4 bytes of every row's block gives groups `j` (low
+/// nibbles) and `j + 4` (high nibbles) of the whole panel. Partial panels take the generic path.
+pub(super) fn pack_q4_0(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ4_0]) {
+    if w.len() != rows * bpr || !matches!(rows, 8 | 16) {
+        return p.pack_q4_0(rows, bpr, w);
+    }
+    p.reset(rows, bpr, 8, rows);
+    // SAFETY: 8-row panels exist at AVX2 levels and 16-row ones at AVX-512 levels (the caller
+    // got `rows` from a table handed out after feature detection); `w` holds `rows` rows of
+    // `bpr` blocks and the panel was sized for them just above.
+    unsafe {
+        if rows == 16 {
+            pack_gathered_16::<BlockQ4_0, true>(p, bpr, w)
+        } else {
+            pack_gathered_8::<BlockQ4_0, true>(p, bpr, w)
+        }
+    }
+}
+
+/// [`pack_q4_0`] for Q8_0 rows: groups `k` of every row gathered and biased by 128.
+pub(super) fn pack_q8_0(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ8_0]) {
+    if w.len() != rows * bpr || !matches!(rows, 8 | 16) {
+        return p.pack_q8_0(rows, bpr, w);
+    }
+    p.reset(rows, bpr, 128, rows);
+    // SAFETY: as in `pack_q4_0`.
+    unsafe {
+        if rows == 16 {
+            pack_gathered_16::<BlockQ8_0, false>(p, bpr, w)
+        } else {
+            pack_gathered_8::<BlockQ8_0, false>(p, bpr, w)
+        }
+    }
+}
+
+/// Both block types start with the f16 scale; the quants follow at byte 2.
+const QS_OFFSET: usize = 2;
+
+/// The gathered packing of 16 rows (`Q4` picks the block type's group layout).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
+unsafe fn pack_gathered_16<B, const Q4: bool>(p: &mut Panel, bpr: usize, w: &[B]) {
+    let block = std::mem::size_of::<B>();
+    // Byte offsets of the 16 rows' first blocks (at most 16 · bpr · 34, far below i32::MAX for
+    // any real row length).
+    let rows = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32((bpr * block) as i32),
+    );
+    let base = w.as_ptr() as *const u8;
+    let (qs, d) = (p.qs.as_mut_ptr(), p.d.as_mut_ptr());
+    for b in 0..bpr {
+        // SAFETY (of every gather below): row i's block b starts at byte
+        // (i · bpr + b) · block of `w`, and each gather reads 4 bytes at offset 0 or
+        // QS_OFFSET + 4j < block of it.
+        let blk = base.add(b * block);
+        let scales = _mm512_i32gather_epi32::<1>(rows, blk as *const _);
+        let scales = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(scales));
+        _mm512_storeu_ps(d.add(b * 16), scales);
+        let group =
+            |j: usize| _mm512_i32gather_epi32::<1>(rows, blk.add(QS_OFFSET + 4 * j) as *const _);
+        let dst = |k: usize| qs.add((b * 8 + k) * 64) as *mut __m512i;
+        if Q4 {
+            let nibbles = _mm512_set1_epi32(0x0f0f_0f0f);
+            for j in 0..4 {
+                let g = group(j);
+                _mm512_storeu_si512(dst(j), _mm512_and_si512(g, nibbles));
+                _mm512_storeu_si512(
+                    dst(j + 4),
+                    _mm512_and_si512(_mm512_srli_epi32::<4>(g), nibbles),
+                );
+            }
+        } else {
+            for k in 0..8 {
+                let g = _mm512_xor_si512(group(k), _mm512_set1_epi32(0x8080_8080u32 as i32));
+                _mm512_storeu_si512(dst(k), g);
+            }
+        }
+    }
+}
+
+/// [`pack_gathered_16`] for the 8-row panels of the AVX2 level.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pack_gathered_8<B, const Q4: bool>(p: &mut Panel, bpr: usize, w: &[B]) {
+    let block = std::mem::size_of::<B>();
+    let rows = _mm256_mullo_epi32(
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        _mm256_set1_epi32((bpr * block) as i32),
+    );
+    let base = w.as_ptr() as *const u8;
+    let (qs, d) = (p.qs.as_mut_ptr(), p.d.as_mut_ptr());
+    for b in 0..bpr {
+        // SAFETY: as in `pack_gathered_16`.
+        let blk = base.add(b * block);
+        let scales = _mm256_i32gather_epi32::<1>(blk as *const _, rows);
+        let scales = _mm256_and_si256(scales, _mm256_set1_epi32(0xffff));
+        let halves = _mm_packus_epi32(
+            _mm256_castsi256_si128(scales),
+            _mm256_extracti128_si256(scales, 1),
+        );
+        _mm256_storeu_ps(d.add(b * 8), _mm256_cvtph_ps(halves));
+        let group =
+            |j: usize| _mm256_i32gather_epi32::<1>(blk.add(QS_OFFSET + 4 * j) as *const _, rows);
+        let dst = |k: usize| qs.add((b * 8 + k) * 32) as *mut __m256i;
+        if Q4 {
+            let nibbles = _mm256_set1_epi32(0x0f0f_0f0f);
+            for j in 0..4 {
+                let g = group(j);
+                _mm256_storeu_si256(dst(j), _mm256_and_si256(g, nibbles));
+                _mm256_storeu_si256(
+                    dst(j + 4),
+                    _mm256_and_si256(_mm256_srli_epi32::<4>(g), nibbles),
+                );
+            }
+        } else {
+            for k in 0..8 {
+                let g = _mm256_xor_si256(group(k), _mm256_set1_epi32(0x8080_8080u32 as i32));
+                _mm256_storeu_si256(dst(k), g);
+            }
+        }
+    }
+}
+
+/// Prefetches every cache line of `bytes` into L2.
+pub(super) fn prefetch_l2(bytes: &[u8]) {
+    for line in bytes.chunks(64) {
+        // SAFETY: SSE is part of x86-64; a prefetch of an address inside a live slice neither
+        // faults nor changes memory.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(line.as_ptr() as *const i8) }
+    }
 }
 
 /// Generates the safe entry points of one module's kernels.
@@ -442,14 +587,42 @@ pub(super) fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
         "q8_0: row length must be blocks * 32"
     );
     // SAFETY: every x86 kernel level includes AVX2 and F16C; lengths checked above.
-    unsafe { quantize_q8_0_impl(x, out) }
+    unsafe { quantize_q8_0_impl::<false>(x, out, &mut [], &mut [], 0) }
+}
+
+/// [`quantize_q8_0`], also writing what the panel kernels read per block (see `QActs`): the
+/// scale as f32 and `-offset · Σ q`.
+pub(super) fn quantize_q8_0_panel(
+    x: &[f32],
+    out: &mut [BlockQ8_0],
+    d: &mut [f32],
+    sum: &mut [i32],
+    offset: i32,
+) {
+    assert_eq!(
+        x.len(),
+        out.len() * 32,
+        "q8_0: row length must be blocks * 32"
+    );
+    assert!(
+        d.len() == out.len() && sum.len() == out.len(),
+        "one d and sum per block"
+    );
+    // SAFETY: every x86 kernel level includes AVX2 and F16C; lengths checked above.
+    unsafe { quantize_q8_0_impl::<true>(x, out, d, sum, offset) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn quantize_q8_0_impl(x: &[f32], out: &mut [BlockQ8_0]) {
+unsafe fn quantize_q8_0_impl<const PANEL: bool>(
+    x: &[f32],
+    out: &mut [BlockQ8_0],
+    d_out: &mut [f32],
+    sum_out: &mut [i32],
+    offset: i32,
+) {
     let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
     let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (block, xs) in out.iter_mut().zip(x.chunks_exact(32)) {
+    for (i, (block, xs)) in out.iter_mut().zip(x.chunks_exact(32)).enumerate() {
         let p = xs.as_ptr();
         let v = [0, 8, 16, 24].map(|o| _mm256_loadu_ps(p.add(o)));
         // |v| with NaN lanes zeroed (f32::max ignores NaN); max is exact in any order.
@@ -488,6 +661,15 @@ unsafe fn quantize_q8_0_impl(x: &[f32], out: &mut [BlockQ8_0]) {
         );
         let q8 = _mm256_permutevar8x32_epi32(q16, order);
         _mm256_storeu_si256(block.qs.as_mut_ptr() as *mut __m256i, q8);
+        if PANEL {
+            d_out[i] = _mm_cvtss_f32(_mm_cvtph_ps(dh));
+            // Σ (q + 128) over the 32 bytes by `vpsadbw`, then the offset taken back out.
+            let biased = _mm256_xor_si256(q8, _mm256_set1_epi8(-128));
+            let s = _mm256_sad_epu8(biased, _mm256_setzero_si256());
+            let s = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            let s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
+            sum_out[i] = -offset * (_mm_cvtsi128_si32(s) - 32 * 128);
+        }
     }
 }
 
@@ -638,7 +820,7 @@ macro_rules! panel_kernel {
                 let mut ai: [$vi; T] = [$zero_i(); T];
                 let mut aj: [$vi; T] = [$zero_i(); T];
                 for (t, a) in ai.iter_mut().enumerate() {
-                    *a = $set1_i(-p.offset * *xs.add(t * bpr + b));
+                    *a = $set1_i(*xs.add(t * bpr + b));
                 }
                 for k in (0..8).step_by(2) {
                     let wv = $loadu_i(wq.add((b * 8 + k) * $rows * 4) as *const _);
@@ -959,18 +1141,21 @@ pub(super) fn int8_peak_loop(level: KernelLevel, iters: u64) -> Option<u64> {
 }
 
 macro_rules! peak_loop {
-    ($name:ident, $feat:literal, $zero:ident, $set1:ident, $op:expr, $store:ident, $vi:ty) => {
+    ($name:ident, $feat:literal, $zero:ident, $set1:ident, $op:expr, $add:ident, $store:ident, $vi:ty) => {
         #[target_feature(enable = $feat)]
         unsafe fn $name(n: u64) -> u64 {
             let mut a = $set1(std::hint::black_box(0x0102_0304));
+            let step = $set1(std::hint::black_box(1));
             let mut bs: [$vi; 8] = [$zero(); 8];
             for (i, b) in bs.iter_mut().enumerate() {
                 *b = $set1(std::hint::black_box(0x0101_0101 * i as i32));
             }
             let mut acc: [$vi; 8] = [$zero(); 8];
             for _ in 0..n {
-                // Opaque once per iteration, so products cannot be hoisted out of the loop.
-                a = std::hint::black_box(a);
+                // A new operand every iteration, so products cannot be hoisted out of the
+                // loop. (An add, not `black_box`: a round trip through memory each iteration
+                // put a store-forwarding latency on the loop and read ~2/3 of the real peak.)
+                a = $add(a, step);
                 for (x, b) in acc.iter_mut().zip(&bs) {
                     *x = $op(*x, a, *b);
                 }
@@ -1012,6 +1197,7 @@ peak_loop!(
     _mm256_setzero_si256,
     _mm256_set1_epi32,
     maddubs256,
+    _mm256_add_epi32,
     _mm256_storeu_si256,
     __m256i
 );
@@ -1021,6 +1207,7 @@ peak_loop!(
     _mm512_setzero_si512,
     _mm512_set1_epi32,
     maddubs512,
+    _mm512_add_epi32,
     store_lo256,
     __m512i
 );
@@ -1030,6 +1217,7 @@ peak_loop!(
     _mm512_setzero_si512,
     _mm512_set1_epi32,
     _mm512_dpbusd_epi32,
+    _mm512_add_epi32,
     store_lo256,
     __m512i
 );

@@ -74,6 +74,21 @@ impl Linear {
         kernels::matmul(&self.mat(file), x, n, y);
     }
 
+    /// [`forward`](Self::forward) of several weights over the same input: it is quantized once
+    /// and, for whole inputs, every weight's work shares one parallel loop.
+    pub(crate) fn forward_many(
+        file: &GgufFile,
+        linears: &[&Linear],
+        x: &[f32],
+        n: usize,
+    ) -> Vec<Vec<f32>> {
+        let mats: Vec<MatRef> = linears.iter().map(|l| l.mat(file)).collect();
+        let mut ys: Vec<Vec<f32>> = linears.iter().map(|l| vec![0.0; n * l.rows]).collect();
+        let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
+        kernels::matmul_many(&mats, x, n, &mut outs);
+        ys
+    }
+
     /// Output features.
     pub(crate) fn rows(&self) -> usize {
         self.rows
@@ -186,8 +201,10 @@ impl Mlp {
     }
 
     pub(crate) fn forward(&self, file: &GgufFile, x: &[f32], n: usize) -> Vec<f32> {
-        let mut gate = self.gate.forward(file, x, n);
-        let up = self.up.forward(file, x, n);
+        let [mut gate, up]: [Vec<f32>; 2] =
+            Linear::forward_many(file, &[&self.gate, &self.up], x, n)
+                .try_into()
+                .expect("two outputs");
         ops::gelu_gate_inplace(&mut gate, &up);
         self.down.forward(file, &gate, n)
     }
@@ -203,6 +220,13 @@ pub(crate) struct AttnProj {
 }
 
 impl AttnProj {
+    /// The query, key and value projections of `x`, quantized once.
+    pub(crate) fn qkv(&self, file: &GgufFile, x: &[f32], n: usize) -> [Vec<f32>; 3] {
+        Linear::forward_many(file, &[&self.q, &self.k, &self.v], x, n)
+            .try_into()
+            .expect("three outputs")
+    }
+
     /// `{prefix}.{q,k,v,output}.weight` with `q_in` and `kv_in` input widths.
     pub(crate) fn load(
         file: &GgufFile,

@@ -177,9 +177,7 @@ pub(crate) fn encode(
         let rope_p = e.rope(layer.kind);
         let rope = Rope::new(e.head_dim, rope_p.theta, rope_p.linear_factor);
         let h = layer.pre_attn.applied(file, &x);
-        let mut q = layer.attn.q.forward(file, &h, n);
-        let mut k = layer.attn.k.forward(file, &h, n);
-        let v = layer.attn.v.forward(file, &h, n);
+        let [mut q, mut k, v] = layer.attn.qkv(file, &h, n);
         rope_rows(&rope, &mut q, e.head_dim, e.n_heads, 0);
         rope_rows(&rope, &mut k, e.head_dim, e.n_kv_heads, 0);
         let sliding = layer.kind == LayerKind::Sliding;
@@ -228,11 +226,17 @@ pub(crate) fn cross_caches(
     enc: &EncoderOutput,
 ) -> Vec<LayerCache> {
     let d = &cfg.decoder;
+    // Every layer's keys and values of the same encoder output: one quantization, one loop.
+    let projections: Vec<&Linear> = w
+        .dec_layers
+        .iter()
+        .flat_map(|layer| [&layer.cross_attn.k, &layer.cross_attn.v])
+        .collect();
+    let mut kv = Linear::forward_many(file, &projections, &enc.hidden, enc.n_tokens).into_iter();
     w.dec_layers
         .iter()
         .map(|layer| {
-            let ck = layer.cross_attn.k.forward(file, &enc.hidden, enc.n_tokens);
-            let cv = layer.cross_attn.v.forward(file, &enc.hidden, enc.n_tokens);
+            let (ck, cv) = (kv.next().expect("keys"), kv.next().expect("values"));
             let window = (layer.kind == LayerKind::Sliding).then_some(d.sliding_window);
             LayerCache::new(window, d.kv_dim(), ck, cv, enc.n_tokens)
         })
@@ -257,9 +261,7 @@ pub(crate) fn decode(
         let rope_p = d.rope(layer.kind);
         let rope = Rope::new(d.head_dim, rope_p.theta, rope_p.linear_factor);
         let h = layer.pre_self.applied(file, &y);
-        let mut q = layer.self_attn.q.forward(file, &h, n);
-        let mut k = layer.self_attn.k.forward(file, &h, n);
-        let v = layer.self_attn.v.forward(file, &h, n);
+        let [mut q, mut k, v] = layer.self_attn.qkv(file, &h, n);
         rope_rows(&rope, &mut q, d.head_dim, d.n_heads, pos0);
         rope_rows(&rope, &mut k, d.head_dim, d.n_kv_heads, pos0);
         cache.append(&k, &v);

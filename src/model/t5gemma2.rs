@@ -147,9 +147,7 @@ fn project_qkv(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let rope_p = s.rope(layer.kind);
     let rope = Rope::new(s.head_dim, rope_p.theta, rope_p.linear_factor);
-    let mut q = layer.attn.q.forward(file, h, n);
-    let mut k = layer.attn.k.forward(file, h, n);
-    let v = layer.attn.v.forward(file, h, n);
+    let [mut q, mut k, v] = layer.attn.qkv(file, h, n);
     layer.q_norm.apply(file, &mut q);
     layer.k_norm.apply(file, &mut k);
     rope_rows(&rope, &mut q, s.head_dim, s.n_heads, pos0);
@@ -218,12 +216,18 @@ pub(crate) fn cross_caches(
     enc: &EncoderOutput,
 ) -> Vec<LayerCache> {
     let d = &cfg.decoder;
+    // Every layer's keys and values of the same encoder output: one quantization, one loop.
+    let projections: Vec<&Linear> = w
+        .dec_layers
+        .iter()
+        .flat_map(|layer| [&layer.attn.k, &layer.attn.v])
+        .collect();
+    let mut kv = Linear::forward_many(file, &projections, &enc.hidden, enc.n_tokens).into_iter();
     w.dec_layers
         .iter()
         .map(|layer| {
-            let mut ck = layer.attn.k.forward(file, &enc.hidden, enc.n_tokens);
+            let (mut ck, cv) = (kv.next().expect("keys"), kv.next().expect("values"));
             layer.k_norm.apply(file, &mut ck);
-            let cv = layer.attn.v.forward(file, &enc.hidden, enc.n_tokens);
             let window = (layer.kind == LayerKind::Sliding).then_some(d.sliding_window);
             LayerCache::new(window, d.kv_dim(), ck, cv, enc.n_tokens)
         })
