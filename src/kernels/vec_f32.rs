@@ -208,6 +208,14 @@ pub fn softmax_inplace(x: &mut [f32]) {
     multiversion!(softmax(x: &mut [f32]) { crate::ops::softmax_body(x) })
 }
 
+/// Gemma RMSNorm of each whole row of `x` (rows of `w.len()`) with
+/// [`crate::ops::rmsnorm_inplace`]'s arithmetic, vectorized for the CPU.
+pub fn rmsnorm_rows(x: &mut [f32], w: &[f32], eps: f32) {
+    multiversion!(rmsnorm(x: &mut [f32], w: &[f32], eps: f32) {
+        crate::ops::rmsnorm_body(x, w, eps)
+    })
+}
+
 /// `gate = gelu_tanh(gate) * up` with [`crate::ops::gelu_tanh`], vectorized for the CPU.
 pub fn gelu_gate(gate: &mut [f32], up: &[f32]) {
     multiversion!(gelu(gate: &mut [f32], up: &[f32]) {
@@ -272,7 +280,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn softmax_and_gelu_give_the_portable_bits() {
+    fn softmax_gelu_and_rmsnorm_give_the_portable_bits() {
         let x: Vec<f32> = (0..517)
             .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.037)
             .chain([f32::NEG_INFINITY, 88.0, -90.0, 0.0, -0.0])
@@ -290,6 +298,13 @@ mod tests {
             }
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&g1), bits(&g2), "gelu {n}");
+            // Two rows of n through RMSNorm, the gains far from zero.
+            let w: Vec<f32> = x[..n].iter().map(|v| v * 0.1 - 0.7).collect();
+            let rows: Vec<f32> = x.iter().rev().cycle().take(2 * n).copied().collect();
+            let (mut r1, mut r2) = (rows.clone(), rows);
+            rmsnorm_rows(&mut r1, &w, 1e-6);
+            crate::ops::rmsnorm_body(&mut r2, &w, 1e-6);
+            assert_eq!(bits(&r1), bits(&r2), "rmsnorm {n}");
         }
     }
 

@@ -38,15 +38,41 @@ fn zip_chunks(x: &mut [f32], y: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
 /// Gemma RMSNorm over each row of `x` (length `w.len()`), in place: `x / rms(x) * (1 + w)`.
 pub fn rmsnorm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     let n = w.len();
-    for_chunks(x, n, |x| {
-        for row in x.chunks_exact_mut(n) {
-            let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / n as f32;
-            let inv = 1.0 / (mean_sq + eps).sqrt();
-            for (v, g) in row.iter_mut().zip(w) {
-                *v = *v * inv * (1.0 + g);
+    for_chunks(x, n, |x| crate::kernels::vec_f32::rmsnorm_rows(x, w, eps));
+}
+
+/// [`rmsnorm_inplace`] of whole rows on one thread. The sum of squares runs in 16 lanes
+/// (element i in lane i % 16, lanes added pairwise) so it vectorizes; a row's result depends
+/// only on the row.
+#[inline(always)]
+pub(crate) fn rmsnorm_body(x: &mut [f32], w: &[f32], eps: f32) {
+    const L: usize = 16;
+    let n = w.len();
+    for row in x.chunks_exact_mut(n) {
+        let mut lanes = [0.0f32; L];
+        let chunks = row.chunks_exact(L);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for (s, v) in lanes.iter_mut().zip(c) {
+                *s += v * v;
             }
         }
-    });
+        for (s, v) in lanes.iter_mut().zip(tail) {
+            *s += v * v;
+        }
+        let mut width = L;
+        while width > 1 {
+            width /= 2;
+            for i in 0..width {
+                lanes[i] += lanes[i + width];
+            }
+        }
+        let mean_sq = lanes[0] / n as f32;
+        let inv = 1.0 / (mean_sq + eps).sqrt();
+        for (v, g) in row.iter_mut().zip(w) {
+            *v = *v * inv * (1.0 + g);
+        }
+    }
 }
 
 /// Gemma RMSNorm from `x` into `out`.
