@@ -260,7 +260,8 @@ pub(crate) struct KeySegment<'a> {
     pub len: usize,
 }
 
-/// Most query rows per attention task: bounds the score buffer at `ROWS × keys` floats.
+/// Most query rows × 2 per attention task over its query-head group: bounds the score buffer
+/// at `2 · ROWS × keys` floats.
 const ATTENTION_ROWS: usize = 64;
 
 /// Which keys a query row may see: for query row `i` and key segment `s`, the range of key
@@ -272,9 +273,10 @@ pub(crate) type Visible<'a> = &'a (dyn Fn(usize, usize) -> Range<usize> + Sync);
 /// across all of them. Scores are scaled, then soft-capped (if set), then masked — the order
 /// transformers uses. Query head `h` reads kv head `h / (n_heads / n_kv_heads)`.
 ///
-/// Work is split into blocks of query rows (16 to 64, several per thread); for each head a
-/// block computes scores and weighted values as two f32 matrix products over just the keys
-/// some row of the block can see, so sliding windows cost their width, not the input length.
+/// Work is split into blocks of query rows (several per thread); for each kv head a block
+/// computes the scores and weighted values of the query heads sharing it as two f32 matrix
+/// products over just the keys some row of the block can see, so sliding windows cost their
+/// width, not the input length.
 /// A single query row (a decoder step) goes to [`attention_one_query`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
@@ -301,8 +303,11 @@ pub(crate) fn attention(
         return attention_one_query(q, segments, heads, scale, softcap, visible, out);
     }
     // Tasks are blocks of query rows, each writing its own rows of `out` for every head: the
-    // visible ranges are worked out once per block, and nothing is gathered afterwards.
-    let block_rows = (n_q / (rayon::current_num_threads() * 4)).clamp(16, ATTENTION_ROWS);
+    // visible ranges are worked out once per block, and nothing is gathered afterwards. The
+    // query heads that share a kv head go through one pair of matrix products (their rows
+    // stacked), so each block reads and packs every key and value once per kv head.
+    let max_rows = (ATTENTION_ROWS * 2 / group).max(16);
+    let block_rows = (n_q / (rayon::current_num_threads() * 4)).clamp(16, max_rows);
     out.par_chunks_mut(block_rows * q_dim)
         .enumerate()
         .for_each(|(b, out_rows)| {
@@ -333,34 +338,69 @@ pub(crate) fn attention(
                 })
                 .collect();
             let width: usize = unions.iter().map(|u| u.len()).sum();
-            let mut scores = vec![0.0f32; rows * width];
-            for h in 0..n_heads {
-                attend_head(
-                    &q[r0 * q_dim + h * hd..],
-                    q_dim,
+            let mut scores = vec![0.0f32; rows * group * width];
+            let q_rows = &q[r0 * q_dim..][..rows * q_dim];
+            if n_kv_heads == 1 {
+                // Row i's heads are consecutive: the block is already [rows · group, hd].
+                attend_group(
+                    q_rows,
                     rows,
+                    group,
                     segments,
-                    (h / group) * hd,
+                    0,
                     kv_dim,
                     hd,
                     &ranges,
                     &unions,
                     (scale, softcap),
                     &mut scores,
-                    &mut out_rows[h * hd..],
+                    out_rows,
                 );
+                return;
+            }
+            let mut q_group = vec![0.0f32; rows * group * hd];
+            let mut out_group = vec![0.0f32; rows * group * hd];
+            for g in 0..n_kv_heads {
+                let heads = g * group * hd..(g + 1) * group * hd;
+                for (dst, src) in q_group
+                    .chunks_exact_mut(group * hd)
+                    .zip(q_rows.chunks_exact(q_dim))
+                {
+                    dst.copy_from_slice(&src[heads.clone()]);
+                }
+                attend_group(
+                    &q_group,
+                    rows,
+                    group,
+                    segments,
+                    g * hd,
+                    kv_dim,
+                    hd,
+                    &ranges,
+                    &unions,
+                    (scale, softcap),
+                    &mut scores,
+                    &mut out_group,
+                );
+                for (dst, src) in out_rows
+                    .chunks_exact_mut(q_dim)
+                    .zip(out_group.chunks_exact(group * hd))
+                {
+                    dst[heads.clone()].copy_from_slice(src);
+                }
             }
         });
 }
 
-/// One head of one block of query rows (see [`attention`]): scores against the union of the
-/// visible keys, masked per row, soft-capped, softmaxed, then the weighted sum of values
-/// written into `out` (row stride `q_dim`).
+/// The query heads of one kv head for one block of query rows (see [`attention`]), stacked as
+/// `rows · group` rows of `hd` in `q` and `out` (row `i · group + h` = head `h` of query row
+/// `i`): scores against the union of the visible keys, masked per query row, soft-capped,
+/// softmaxed, then the weighted sum of values.
 #[allow(clippy::too_many_arguments)]
-fn attend_head(
+fn attend_group(
     q: &[f32],
-    q_dim: usize,
     rows: usize,
+    group: usize,
     segments: &[KeySegment],
     kv_off: usize,
     kv_dim: usize,
@@ -372,18 +412,17 @@ fn attend_head(
     out: &mut [f32],
 ) {
     let width: usize = unions.iter().map(|u| u.len()).sum();
+    let m = rows * group;
     if width == 0 {
         // Unreachable with T5Gemma's masks: rows that see no key attend to nothing.
-        for row in out.chunks_mut(q_dim).take(rows) {
-            row[..hd].fill(0.0);
-        }
+        out[..m * hd].fill(0.0);
         return;
     }
     let q_view = Strided {
         data: q,
-        rows,
+        rows: m,
         cols: hd,
-        row_stride: q_dim,
+        row_stride: hd,
         col_stride: 1,
     };
     let mut col = 0;
@@ -398,7 +437,8 @@ fn attend_head(
         matmul_f32(&mut scores[col..], width, false, q_view, keys_t, scale);
         col += u.len();
     }
-    for (i, row) in scores.chunks_exact_mut(width).take(rows).enumerate() {
+    for (r, row) in scores.chunks_exact_mut(width).take(m).enumerate() {
+        let i = r / group;
         let mut c0 = 0;
         for (rs, u) in ranges.iter().zip(unions) {
             // Columns of the union this row cannot see are masked; the rest capped.
@@ -426,7 +466,7 @@ fn attend_head(
     for (seg, u) in segments.iter().zip(unions).filter(|(_, u)| !u.is_empty()) {
         let probs = Strided {
             data: &scores[col..],
-            rows,
+            rows: m,
             cols: u.len(),
             row_stride: width,
             col_stride: 1,
@@ -438,7 +478,7 @@ fn attend_head(
             row_stride: kv_dim,
             col_stride: 1,
         };
-        matmul_f32(out, q_dim, !first, probs, values, 1.0);
+        matmul_f32(out, hd, !first, probs, values, 1.0);
         first = false;
         col += u.len();
     }
