@@ -108,8 +108,9 @@ fn check_panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &[f32], rows: us
 }
 
 /// Packs a panel of Q4_0 rows (see `Panel`); a full panel of 8 (AVX2) or 16 (AVX-512) rows
-/// with gathers: one gather of the same 4 bytes of every row's block gives groups `j` (low
-/// nibbles) and `j + 4` (high nibbles) of the whole panel. Partial panels take the generic path.
+/// by transposing: each row's 16 quant bytes of a block are one load, and a 4-byte-group
+/// transpose of the panel's rows yields groups `j` (low nibbles) and `j + 4` (high nibbles) of
+/// every row at once. Partial panels take the generic path.
 pub(super) fn pack_q4_0(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ4_0]) {
     if w.len() != rows * bpr || !matches!(rows, 8 | 16) {
         return p.pack_q4_0(rows, bpr, w);
@@ -120,14 +121,14 @@ pub(super) fn pack_q4_0(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ4_0])
     // `bpr` blocks and the panel was sized for them just above.
     unsafe {
         if rows == 16 {
-            pack_gathered_16::<BlockQ4_0, true>(p, bpr, w)
+            pack_transposed_16::<BlockQ4_0, true>(p, bpr, w)
         } else {
-            pack_gathered_8::<BlockQ4_0, true>(p, bpr, w)
+            pack_transposed_8::<BlockQ4_0, true>(p, bpr, w)
         }
     }
 }
 
-/// [`pack_q4_0`] for Q8_0 rows: groups `k` of every row gathered and biased by 128.
+/// [`pack_q4_0`] for Q8_0 rows: quant bytes 0..16 and 16..32 transposed apart, biased by 128.
 pub(super) fn pack_q8_0(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ8_0]) {
     if w.len() != rows * bpr || !matches!(rows, 8 | 16) {
         return p.pack_q8_0(rows, bpr, w);
@@ -136,9 +137,9 @@ pub(super) fn pack_q8_0(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ8_0])
     // SAFETY: as in `pack_q4_0`.
     unsafe {
         if rows == 16 {
-            pack_gathered_16::<BlockQ8_0, false>(p, bpr, w)
+            pack_transposed_16::<BlockQ8_0, false>(p, bpr, w)
         } else {
-            pack_gathered_8::<BlockQ8_0, false>(p, bpr, w)
+            pack_transposed_8::<BlockQ8_0, false>(p, bpr, w)
         }
     }
 }
@@ -146,85 +147,136 @@ pub(super) fn pack_q8_0(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ8_0])
 /// Both block types start with the f16 scale; the quants follow at byte 2.
 const QS_OFFSET: usize = 2;
 
-/// The gathered packing of 16 rows (`Q4` picks the block type's group layout).
+/// `out[j]` = 4-byte group `j` of rows 0..16, from 16 rows of 4 groups.
+#[inline(always)]
+unsafe fn transpose_16x4(r: [__m128i; 16]) -> [__m512i; 4] {
+    let quad = |i: usize| {
+        let z = _mm512_castsi128_si512(r[i]);
+        let z = _mm512_inserti32x4::<1>(z, r[i + 1]);
+        let z = _mm512_inserti32x4::<2>(z, r[i + 2]);
+        _mm512_inserti32x4::<3>(z, r[i + 3])
+    };
+    // quad(i): element 4k + j = group j of row i + k.
+    let (a, b, c, d) = (quad(0), quad(4), quad(8), quad(12));
+    // Groups 0 and 1 (2 and 3) of 8 rows: [g of rows 0..8 | g + 1 of rows 0..8].
+    let even = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+    let odd = _mm512_setr_epi32(2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31);
+    let (ab01, cd01) = (
+        _mm512_permutex2var_epi32(a, even, b),
+        _mm512_permutex2var_epi32(c, even, d),
+    );
+    let (ab23, cd23) = (
+        _mm512_permutex2var_epi32(a, odd, b),
+        _mm512_permutex2var_epi32(c, odd, d),
+    );
+    // Low 256 bits of both (rows 0..8, rows 8..16), then the high 256 bits.
+    [
+        _mm512_shuffle_i64x2::<0b01_00_01_00>(ab01, cd01),
+        _mm512_shuffle_i64x2::<0b11_10_11_10>(ab01, cd01),
+        _mm512_shuffle_i64x2::<0b01_00_01_00>(ab23, cd23),
+        _mm512_shuffle_i64x2::<0b11_10_11_10>(ab23, cd23),
+    ]
+}
+
+/// `out[j]` = 4-byte group `j` of rows 0..8, from 8 rows of 4 groups.
+#[inline(always)]
+unsafe fn transpose_8x4(r: [__m128i; 8]) -> [__m256i; 4] {
+    // 128-bit lane 0 holds rows 0..4, lane 1 rows 4..8; then a 4 × 4 transpose per lane.
+    let pair = |i: usize| _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(r[i]), r[i + 4]);
+    let (a, b, c, d) = (pair(0), pair(1), pair(2), pair(3));
+    let (t0, t1) = (_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+    let (t2, t3) = (_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+    [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+    ]
+}
+
+/// The transposing packer of 16 rows (`Q4` picks the block type's group layout).
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn pack_gathered_16<B, const Q4: bool>(p: &mut Panel, bpr: usize, w: &[B]) {
+unsafe fn pack_transposed_16<B, const Q4: bool>(p: &mut Panel, bpr: usize, w: &[B]) {
     let block = std::mem::size_of::<B>();
     // Byte offsets of the 16 rows' first blocks (at most 16 · bpr · 34, far below i32::MAX for
     // any real row length).
-    let rows = _mm512_mullo_epi32(
+    let row_offsets = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32((bpr * block) as i32),
     );
     let base = w.as_ptr() as *const u8;
     let (qs, d) = (p.qs.as_mut_ptr(), p.d.as_mut_ptr());
+    let dst = |b: usize, k: usize| qs.add((b * 8 + k) * 64) as *mut __m512i;
     for b in 0..bpr {
-        // SAFETY (of every gather below): row i's block b starts at byte
-        // (i · bpr + b) · block of `w`, and each gather reads 4 bytes at offset 0 or
-        // QS_OFFSET + 4j < block of it.
+        // SAFETY (of every read below): row i's block b is the `block` bytes at
+        // (i · bpr + b) · block of `w`; the scale gather reads its bytes 0..4 and the quant
+        // loads bytes QS_OFFSET..QS_OFFSET + 16 (and + 16..32 for Q8_0's 34-byte blocks).
         let blk = base.add(b * block);
-        let scales = _mm512_i32gather_epi32::<1>(rows, blk as *const _);
+        let scales = _mm512_i32gather_epi32::<1>(row_offsets, blk as *const _);
         let scales = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(scales));
         _mm512_storeu_ps(d.add(b * 16), scales);
-        let group =
-            |j: usize| _mm512_i32gather_epi32::<1>(rows, blk.add(QS_OFFSET + 4 * j) as *const _);
-        let dst = |k: usize| qs.add((b * 8 + k) * 64) as *mut __m512i;
+        let quants = |at: usize| {
+            std::array::from_fn(|i| {
+                _mm_loadu_si128(blk.add(i * bpr * block + QS_OFFSET + at) as *const __m128i)
+            })
+        };
         if Q4 {
             let nibbles = _mm512_set1_epi32(0x0f0f_0f0f);
-            for j in 0..4 {
-                let g = group(j);
-                _mm512_storeu_si512(dst(j), _mm512_and_si512(g, nibbles));
-                _mm512_storeu_si512(
-                    dst(j + 4),
-                    _mm512_and_si512(_mm512_srli_epi32::<4>(g), nibbles),
-                );
+            for (j, g) in transpose_16x4(quants(0)).into_iter().enumerate() {
+                _mm512_storeu_si512(dst(b, j), _mm512_and_si512(g, nibbles));
+                let high = _mm512_and_si512(_mm512_srli_epi32::<4>(g), nibbles);
+                _mm512_storeu_si512(dst(b, j + 4), high);
             }
         } else {
-            for k in 0..8 {
-                let g = _mm512_xor_si512(group(k), _mm512_set1_epi32(0x8080_8080u32 as i32));
-                _mm512_storeu_si512(dst(k), g);
+            let bias = _mm512_set1_epi32(0x8080_8080u32 as i32);
+            for half in 0..2 {
+                for (j, g) in transpose_16x4(quants(16 * half)).into_iter().enumerate() {
+                    _mm512_storeu_si512(dst(b, 4 * half + j), _mm512_xor_si512(g, bias));
+                }
             }
         }
     }
 }
 
-/// [`pack_gathered_16`] for the 8-row panels of the AVX2 level.
+/// [`pack_transposed_16`] for the 8-row panels of the AVX2 level.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pack_gathered_8<B, const Q4: bool>(p: &mut Panel, bpr: usize, w: &[B]) {
+unsafe fn pack_transposed_8<B, const Q4: bool>(p: &mut Panel, bpr: usize, w: &[B]) {
     let block = std::mem::size_of::<B>();
-    let rows = _mm256_mullo_epi32(
+    let row_offsets = _mm256_mullo_epi32(
         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
         _mm256_set1_epi32((bpr * block) as i32),
     );
     let base = w.as_ptr() as *const u8;
     let (qs, d) = (p.qs.as_mut_ptr(), p.d.as_mut_ptr());
+    let dst = |b: usize, k: usize| qs.add((b * 8 + k) * 32) as *mut __m256i;
     for b in 0..bpr {
-        // SAFETY: as in `pack_gathered_16`.
+        // SAFETY: as in `pack_transposed_16`.
         let blk = base.add(b * block);
-        let scales = _mm256_i32gather_epi32::<1>(blk as *const _, rows);
+        let scales = _mm256_i32gather_epi32::<1>(blk as *const _, row_offsets);
         let scales = _mm256_and_si256(scales, _mm256_set1_epi32(0xffff));
         let halves = _mm_packus_epi32(
             _mm256_castsi256_si128(scales),
             _mm256_extracti128_si256(scales, 1),
         );
         _mm256_storeu_ps(d.add(b * 8), _mm256_cvtph_ps(halves));
-        let group =
-            |j: usize| _mm256_i32gather_epi32::<1>(blk.add(QS_OFFSET + 4 * j) as *const _, rows);
-        let dst = |k: usize| qs.add((b * 8 + k) * 32) as *mut __m256i;
+        let quants = |at: usize| {
+            std::array::from_fn(|i| {
+                _mm_loadu_si128(blk.add(i * bpr * block + QS_OFFSET + at) as *const __m128i)
+            })
+        };
         if Q4 {
             let nibbles = _mm256_set1_epi32(0x0f0f_0f0f);
-            for j in 0..4 {
-                let g = group(j);
-                _mm256_storeu_si256(dst(j), _mm256_and_si256(g, nibbles));
-                _mm256_storeu_si256(
-                    dst(j + 4),
-                    _mm256_and_si256(_mm256_srli_epi32::<4>(g), nibbles),
-                );
+            for (j, g) in transpose_8x4(quants(0)).into_iter().enumerate() {
+                _mm256_storeu_si256(dst(b, j), _mm256_and_si256(g, nibbles));
+                let high = _mm256_and_si256(_mm256_srli_epi32::<4>(g), nibbles);
+                _mm256_storeu_si256(dst(b, j + 4), high);
             }
         } else {
-            for k in 0..8 {
-                let g = _mm256_xor_si256(group(k), _mm256_set1_epi32(0x8080_8080u32 as i32));
-                _mm256_storeu_si256(dst(k), g);
+            let bias = _mm256_set1_epi32(0x8080_8080u32 as i32);
+            for half in 0..2 {
+                for (j, g) in transpose_8x4(quants(16 * half)).into_iter().enumerate() {
+                    _mm256_storeu_si256(dst(b, 4 * half + j), _mm256_xor_si256(g, bias));
+                }
             }
         }
     }
