@@ -53,28 +53,12 @@ impl Linear {
         }
     }
 
-    /// `x [n, cols] -> [n, rows]`.
-    pub(crate) fn forward(&self, file: &GgufFile, x: &[f32], n: usize) -> Vec<f32> {
-        let mut y = Vec::new();
-        self.forward_into(file, x, n, &mut y);
-        y
-    }
-
-    /// [`forward`](Self::forward) into `y`, reusing its allocation.
+    /// `x [n, cols] -> y [n, rows]`, reusing `y`'s allocation.
     pub(crate) fn forward_into(&self, file: &GgufFile, x: &[f32], n: usize, y: &mut Vec<f32>) {
-        let len = n * self.rows;
-        if y.capacity() < len {
-            // A fresh zeroed allocation: the allocator hands out zero pages without writing.
-            *y = vec![0.0; len];
-        } else {
-            // The product overwrites every element; only a grown tail needs initializing.
-            y.truncate(len);
-            y.resize(len, 0.0);
-        }
-        kernels::matmul(&self.mat(file), x, n, y);
+        kernels::matmul(&self.mat(file), x, n, resized(y, n * self.rows));
     }
 
-    /// [`forward`](Self::forward) of several weights over the same input: it is quantized once
+    /// [`forward_into`](Self::forward_into) of several weights over the same input: it is quantized once
     /// and, for whole inputs, every weight's work shares one parallel loop.
     pub(crate) fn forward_many(
         file: &GgufFile,
@@ -82,11 +66,26 @@ impl Linear {
         x: &[f32],
         n: usize,
     ) -> Vec<Vec<f32>> {
-        let mats: Vec<MatRef> = linears.iter().map(|l| l.mat(file)).collect();
-        let mut ys: Vec<Vec<f32>> = linears.iter().map(|l| vec![0.0; n * l.rows]).collect();
-        let mut outs: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
-        kernels::matmul_many(&mats, x, n, &mut outs);
+        let mut ys: Vec<Vec<f32>> = vec![Vec::new(); linears.len()];
+        Linear::forward_many_into(file, linears, x, n, &mut ys.iter_mut().collect::<Vec<_>>());
         ys
+    }
+
+    /// [`forward_many`](Self::forward_many) into `ys`, reusing their allocations.
+    pub(crate) fn forward_many_into(
+        file: &GgufFile,
+        linears: &[&Linear],
+        x: &[f32],
+        n: usize,
+        ys: &mut [&mut Vec<f32>],
+    ) {
+        let mats: Vec<MatRef> = linears.iter().map(|l| l.mat(file)).collect();
+        let mut outs: Vec<&mut [f32]> = ys
+            .iter_mut()
+            .zip(linears)
+            .map(|(y, l)| resized(y, n * l.rows))
+            .collect();
+        kernels::matmul_many(&mats, x, n, &mut outs);
     }
 
     /// Output features.
@@ -156,18 +155,48 @@ impl Norm {
         ops::rmsnorm_inplace(x, self.weight.get(file), self.eps);
     }
 
-    /// A normalized copy of `x`.
-    pub(crate) fn applied(&self, file: &GgufFile, x: &[f32]) -> Vec<f32> {
-        let mut y = x.to_vec();
-        self.apply(file, &mut y);
-        y
+    /// A normalized copy of `x` in `y`, reusing its allocation.
+    pub(crate) fn applied_into(&self, file: &GgufFile, x: &[f32], y: &mut Vec<f32>) {
+        y.clear();
+        y.extend_from_slice(x);
+        self.apply(file, y);
     }
 }
 
+/// `v` with length `len`, reusing its allocation; the contents are to be overwritten (a
+/// fresh allocation is zeroed by the allocator's zero pages, a reused one keeps old values).
+pub(crate) fn resized(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.capacity() < len {
+        *v = vec![0.0; len];
+    } else {
+        // Only a grown tail needs initializing.
+        v.truncate(len);
+        v.resize(len, 0.0);
+    }
+    v
+}
+
+/// One layer's activations, reused by the next layer of a whole-input pass (the encoder):
+/// allocated afresh, each layer's megabytes went back to the kernel and came again as newly
+/// zeroed pages (page faults serialize threads on the address space).
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// A normalized copy of the residual stream.
+    pub normed: Vec<f32>,
+    /// Queries, keys and values.
+    pub qkv: [Vec<f32>; 3],
+    /// Attention output, before the output projection.
+    pub ctx: Vec<f32>,
+    /// A sublayer's output, before its post-norm.
+    pub out: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+}
+
 /// The end of every sandwich-normed sublayer: `x += post(out)`.
-pub(crate) fn add_post_normed(file: &GgufFile, post: &Norm, mut out: Vec<f32>, x: &mut [f32]) {
-    post.apply(file, &mut out);
-    ops::add_inplace(x, &out);
+pub(crate) fn add_post_normed(file: &GgufFile, post: &Norm, out: &mut [f32], x: &mut [f32]) {
+    post.apply(file, out);
+    ops::add_inplace(x, out);
 }
 
 /// The feed-forward sublayer of every Gemma block: `x += post(MLP(pre(x)))`.
@@ -175,12 +204,20 @@ pub(crate) fn feed_forward(
     file: &GgufFile,
     x: &mut [f32],
     n: usize,
-    pre: &Norm,
-    mlp: &Mlp,
-    post: &Norm,
+    (pre, mlp, post): (&Norm, &Mlp, &Norm),
+    s: &mut Scratch,
 ) {
-    let h = pre.applied(file, x);
-    add_post_normed(file, post, mlp.forward(file, &h, n), x);
+    pre.applied_into(file, x, &mut s.normed);
+    Linear::forward_many_into(
+        file,
+        &[&mlp.gate, &mlp.up],
+        &s.normed,
+        n,
+        &mut [&mut s.gate, &mut s.up],
+    );
+    ops::gelu_gate_inplace(&mut s.gate, &s.up);
+    mlp.down.forward_into(file, &s.gate, n, &mut s.out);
+    add_post_normed(file, post, &mut s.out, x);
 }
 
 /// The gated GELU MLP: `down(gelu_tanh(gate(x)) * up(x))`.
@@ -199,15 +236,6 @@ impl Mlp {
             down: Linear::load(file, &format!("{prefix}.ffn_down.weight"), hidden, ffn)?,
         })
     }
-
-    pub(crate) fn forward(&self, file: &GgufFile, x: &[f32], n: usize) -> Vec<f32> {
-        let [mut gate, up]: [Vec<f32>; 2] =
-            Linear::forward_many(file, &[&self.gate, &self.up], x, n)
-                .try_into()
-                .expect("two outputs");
-        ops::gelu_gate_inplace(&mut gate, &up);
-        self.down.forward(file, &gate, n)
-    }
 }
 
 /// Query/key/value/output projections of one attention module.
@@ -220,11 +248,10 @@ pub(crate) struct AttnProj {
 }
 
 impl AttnProj {
-    /// The query, key and value projections of `x`, quantized once.
-    pub(crate) fn qkv(&self, file: &GgufFile, x: &[f32], n: usize) -> [Vec<f32>; 3] {
-        Linear::forward_many(file, &[&self.q, &self.k, &self.v], x, n)
-            .try_into()
-            .expect("three outputs")
+    /// The query, key and value projections of `x` (quantized once) into `qkv`.
+    pub(crate) fn qkv_into(&self, file: &GgufFile, x: &[f32], n: usize, qkv: &mut [Vec<f32>; 3]) {
+        let [q, k, v] = qkv;
+        Linear::forward_many_into(file, &[&self.q, &self.k, &self.v], x, n, &mut [q, k, v]);
     }
 
     /// `{prefix}.{q,k,v,output}.weight` with `q_in` and `kv_in` input widths.

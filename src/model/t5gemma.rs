@@ -8,8 +8,8 @@
 //! See `shared/reference/T5GEMMA_ARCHITECTURE.md` §1 for the exact math.
 
 use super::blocks::{
-    add_post_normed, attention, embed_scale, embed_tokens, feed_forward, rope_rows, AttnProj,
-    Heads, KeySegment, Linear, Mlp, Norm,
+    add_post_normed, attention, embed_scale, embed_tokens, feed_forward, resized, rope_rows,
+    AttnProj, Heads, KeySegment, Linear, Mlp, Norm, Scratch,
 };
 use super::config::{LayerKind, ModelConfig, StackConfig};
 use super::{DecoderState, EncoderOutput, LayerCache};
@@ -173,13 +173,15 @@ pub(crate) fn encode(
     let mut x = embed_tokens(file, &w.enc_embed, ids, embed_scale(e.hidden), e.hidden)?;
     let window = e.sliding_window;
     let inclusive = cfg.encoder_window_inclusive;
+    let mut s = Scratch::default();
     for layer in &w.enc_layers {
         let rope_p = e.rope(layer.kind);
         let rope = Rope::new(e.head_dim, rope_p.theta, rope_p.linear_factor);
-        let h = layer.pre_attn.applied(file, &x);
-        let [mut q, mut k, v] = layer.attn.qkv(file, &h, n);
-        rope_rows(&rope, &mut q, e.head_dim, e.n_heads, 0);
-        rope_rows(&rope, &mut k, e.head_dim, e.n_kv_heads, 0);
+        layer.pre_attn.applied_into(file, &x, &mut s.normed);
+        layer.attn.qkv_into(file, &s.normed, n, &mut s.qkv);
+        let [q, k, v] = &mut s.qkv;
+        rope_rows(&rope, q, e.head_dim, e.n_heads, 0);
+        rope_rows(&rope, k, e.head_dim, e.n_kv_heads, 0);
         let sliding = layer.kind == LayerKind::Sliding;
         // |i - j| <= W (transformers 5.24) or |i - j| < W (original).
         let reach = if inclusive { window } else { window - 1 };
@@ -190,29 +192,21 @@ pub(crate) fn encode(
                 0..n
             }
         };
-        let mut ctx = vec![0.0; n * e.q_dim()];
-        let keys = [KeySegment {
-            k: &k,
-            v: &v,
-            len: n,
-        }];
+        let keys = [KeySegment { k, v, len: n }];
         attention(
-            &q,
+            q,
             n,
             &keys,
             heads(e),
             e.attn_scale(),
             e.attn_logit_softcapping,
             &visible,
-            &mut ctx,
+            resized(&mut s.ctx, n * e.q_dim()),
         );
-        add_post_normed(
-            file,
-            &layer.post_attn,
-            layer.attn.o.forward(file, &ctx, n),
-            &mut x,
-        );
-        feed_forward(file, &mut x, n, &layer.pre_ffw, &layer.mlp, &layer.post_ffw);
+        layer.attn.o.forward_into(file, &s.ctx, n, &mut s.out);
+        add_post_normed(file, &layer.post_attn, &mut s.out, &mut x);
+        let ffw = (&layer.pre_ffw, &layer.mlp, &layer.post_ffw);
+        feed_forward(file, &mut x, n, ffw, &mut s);
     }
     w.enc_norm.apply(file, &mut x);
     Ok(x)
@@ -256,16 +250,17 @@ pub(crate) fn decode(
     let n = tokens.len();
     let pos0 = state.pos;
     let mut y = embed_tokens(file, &w.dec_embed, tokens, embed_scale(d.hidden), d.hidden)?;
+    let mut s = Scratch::default();
     for (layer, cache) in w.dec_layers.iter().zip(&mut state.layers) {
         // Causal self-attention over the cache, this call's positions included.
         let rope_p = d.rope(layer.kind);
         let rope = Rope::new(d.head_dim, rope_p.theta, rope_p.linear_factor);
-        let h = layer.pre_self.applied(file, &y);
-        let [mut q, mut k, v] = layer.self_attn.qkv(file, &h, n);
-        rope_rows(&rope, &mut q, d.head_dim, d.n_heads, pos0);
-        rope_rows(&rope, &mut k, d.head_dim, d.n_kv_heads, pos0);
-        cache.append(&k, &v);
-        let mut ctx = vec![0.0; n * d.q_dim()];
+        layer.pre_self.applied_into(file, &y, &mut s.normed);
+        layer.self_attn.qkv_into(file, &s.normed, n, &mut s.qkv);
+        let [q, k, v] = &mut s.qkv;
+        rope_rows(&rope, q, d.head_dim, d.n_heads, pos0);
+        rope_rows(&rope, k, d.head_dim, d.n_kv_heads, pos0);
+        cache.append(k, v);
         {
             let cache = &*cache;
             let keys = [KeySegment {
@@ -275,48 +270,42 @@ pub(crate) fn decode(
             }];
             let visible = |i: usize, _: usize| cache.visible(pos0 + i);
             attention(
-                &q,
+                q,
                 n,
                 &keys,
                 heads(d),
                 d.attn_scale(),
                 d.attn_logit_softcapping,
                 &visible,
-                &mut ctx,
+                resized(&mut s.ctx, n * d.q_dim()),
             );
         }
-        add_post_normed(
-            file,
-            &layer.post_self,
-            layer.self_attn.o.forward(file, &ctx, n),
-            &mut y,
-        );
+        layer.self_attn.o.forward_into(file, &s.ctx, n, &mut s.out);
+        add_post_normed(file, &layer.post_self, &mut s.out, &mut y);
 
         // Cross-attention: no RoPE, no window, same scale and soft-cap.
-        let h = layer.pre_cross.applied(file, &y);
-        let q = layer.cross_attn.q.forward(file, &h, n);
+        layer.pre_cross.applied_into(file, &y, &mut s.normed);
+        let q = &mut s.qkv[0];
+        layer.cross_attn.q.forward_into(file, &s.normed, n, q);
         let keys = [KeySegment {
             k: &cache.cross_k,
             v: &cache.cross_v,
             len: cache.n_cross,
         }];
         attention(
-            &q,
+            q,
             n,
             &keys,
             heads(d),
             d.attn_scale(),
             d.attn_logit_softcapping,
             &|_, _| 0..usize::MAX,
-            &mut ctx,
+            resized(&mut s.ctx, n * d.q_dim()),
         );
-        add_post_normed(
-            file,
-            &layer.post_cross,
-            layer.cross_attn.o.forward(file, &ctx, n),
-            &mut y,
-        );
-        feed_forward(file, &mut y, n, &layer.pre_ffw, &layer.mlp, &layer.post_ffw);
+        layer.cross_attn.o.forward_into(file, &s.ctx, n, &mut s.out);
+        add_post_normed(file, &layer.post_cross, &mut s.out, &mut y);
+        let ffw = (&layer.pre_ffw, &layer.mlp, &layer.post_ffw);
+        feed_forward(file, &mut y, n, ffw, &mut s);
     }
     w.dec_norm.apply(file, &mut y);
     w.lm_head.forward_into(file, &y, n, logits);

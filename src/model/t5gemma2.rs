@@ -8,8 +8,8 @@
 //! See `shared/reference/T5GEMMA_ARCHITECTURE.md` §2 for the exact math.
 
 use super::blocks::{
-    add_post_normed, attention, embed_scale, embed_tokens, feed_forward, rope_rows, AttnProj,
-    Heads, KeySegment, Linear, Mlp, Norm, Vector,
+    add_post_normed, attention, embed_scale, embed_tokens, feed_forward, resized, rope_rows,
+    AttnProj, Heads, KeySegment, Linear, Mlp, Norm, Scratch, Vector,
 };
 use super::config::{LayerKind, ModelConfig, StackConfig};
 use super::{DecoderState, EncoderOutput, LayerCache};
@@ -141,18 +141,17 @@ fn project_qkv(
     file: &GgufFile,
     s: &StackConfig,
     layer: &Layer,
-    h: &[f32],
-    n: usize,
-    pos0: usize,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    (h, n, pos0): (&[f32], usize, usize),
+    qkv: &mut [Vec<f32>; 3],
+) {
     let rope_p = s.rope(layer.kind);
     let rope = Rope::new(s.head_dim, rope_p.theta, rope_p.linear_factor);
-    let [mut q, mut k, v] = layer.attn.qkv(file, h, n);
-    layer.q_norm.apply(file, &mut q);
-    layer.k_norm.apply(file, &mut k);
-    rope_rows(&rope, &mut q, s.head_dim, s.n_heads, pos0);
-    rope_rows(&rope, &mut k, s.head_dim, s.n_kv_heads, pos0);
-    (q, k, v)
+    layer.attn.qkv_into(file, h, n, qkv);
+    let [q, k, _] = qkv;
+    layer.q_norm.apply(file, q);
+    layer.k_norm.apply(file, k);
+    rope_rows(&rope, q, s.head_dim, s.n_heads, pos0);
+    rope_rows(&rope, k, s.head_dim, s.n_kv_heads, pos0);
 }
 
 /// Encoder: all tokens at once; sliding layers see the asymmetric window
@@ -168,9 +167,11 @@ pub(crate) fn encode(
     let mut x = embed(file, cfg, w, ids)?;
     let left = e.sliding_window.div_ceil(2) - 1;
     let right = e.sliding_window / 2;
+    let mut s = Scratch::default();
     for layer in &w.enc_layers {
-        let h = layer.pre_attn.applied(file, &x);
-        let (q, k, v) = project_qkv(file, e, layer, &h, n, 0);
+        layer.pre_attn.applied_into(file, &x, &mut s.normed);
+        project_qkv(file, e, layer, (&s.normed, n, 0), &mut s.qkv);
+        let [q, k, v] = &s.qkv;
         let sliding = layer.kind == LayerKind::Sliding;
         let visible = move |i: usize, _: usize| {
             if sliding {
@@ -179,29 +180,21 @@ pub(crate) fn encode(
                 0..n
             }
         };
-        let mut ctx = vec![0.0; n * e.q_dim()];
-        let keys = [KeySegment {
-            k: &k,
-            v: &v,
-            len: n,
-        }];
+        let keys = [KeySegment { k, v, len: n }];
         attention(
-            &q,
+            q,
             n,
             &keys,
             heads(e),
             e.attn_scale(),
             None,
             &visible,
-            &mut ctx,
+            resized(&mut s.ctx, n * e.q_dim()),
         );
-        add_post_normed(
-            file,
-            &layer.post_attn,
-            layer.attn.o.forward(file, &ctx, n),
-            &mut x,
-        );
-        feed_forward(file, &mut x, n, &layer.pre_ffw, &layer.mlp, &layer.post_ffw);
+        layer.attn.o.forward_into(file, &s.ctx, n, &mut s.out);
+        add_post_normed(file, &layer.post_attn, &mut s.out, &mut x);
+        let ffw = (&layer.pre_ffw, &layer.mlp, &layer.post_ffw);
+        feed_forward(file, &mut x, n, ffw, &mut s);
     }
     w.enc_norm.apply(file, &mut x);
     Ok(x)
@@ -250,11 +243,12 @@ pub(crate) fn decode(
         return Err(Error::tensor("token_embd_eoi.weight", "missing"));
     }
     let mut y = embed(file, cfg, w, tokens)?;
+    let mut s = Scratch::default();
     for (layer, cache) in w.dec_layers.iter().zip(&mut state.layers) {
-        let h = layer.pre_attn.applied(file, &y);
-        let (q, k, v) = project_qkv(file, d, layer, &h, n, pos0);
-        cache.append(&k, &v);
-        let mut ctx = vec![0.0; n * d.q_dim()];
+        layer.pre_attn.applied_into(file, &y, &mut s.normed);
+        project_qkv(file, d, layer, (&s.normed, n, pos0), &mut s.qkv);
+        let [q, k, v] = &s.qkv;
+        cache.append(k, v);
         {
             // One softmax over [own causal keys ; encoder keys].
             let cache = &*cache;
@@ -278,23 +272,20 @@ pub(crate) fn decode(
                 }
             };
             attention(
-                &q,
+                q,
                 n,
                 &keys,
                 heads(d),
                 d.attn_scale(),
                 None,
                 &visible,
-                &mut ctx,
+                resized(&mut s.ctx, n * d.q_dim()),
             );
         }
-        add_post_normed(
-            file,
-            &layer.post_attn,
-            layer.attn.o.forward(file, &ctx, n),
-            &mut y,
-        );
-        feed_forward(file, &mut y, n, &layer.pre_ffw, &layer.mlp, &layer.post_ffw);
+        layer.attn.o.forward_into(file, &s.ctx, n, &mut s.out);
+        add_post_normed(file, &layer.post_attn, &mut s.out, &mut y);
+        let ffw = (&layer.pre_ffw, &layer.mlp, &layer.post_ffw);
+        feed_forward(file, &mut y, n, ffw, &mut s);
     }
     w.dec_norm.apply(file, &mut y);
     w.embed.forward_into(file, &y, n, logits);
