@@ -135,9 +135,10 @@ pub(crate) struct LayerCache {
     kv_dim: usize,
     k: Vec<f32>,
     v: Vec<f32>,
-    /// Shared between clones of a state (beam search), never recomputed.
-    cross_k: Arc<[f32]>,
-    cross_v: Arc<[f32]>,
+    /// Shared between clones of a state (beam search), never recomputed. (`Arc<Vec>`, not
+    /// `Arc<[f32]>`: converting would copy every layer's keys and values into new pages.)
+    cross_k: Arc<Vec<f32>>,
+    cross_v: Arc<Vec<f32>>,
     n_cross: usize,
 }
 
@@ -155,8 +156,8 @@ impl LayerCache {
             kv_dim,
             k: Vec::new(),
             v: Vec::new(),
-            cross_k: cross_k.into(),
-            cross_v: cross_v.into(),
+            cross_k: Arc::new(cross_k),
+            cross_v: Arc::new(cross_v),
             n_cross,
         }
     }
