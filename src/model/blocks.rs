@@ -1,11 +1,12 @@
 //! Building blocks shared by the model families: weight handles that point into the mapped
 //! file, and the Gemma sublayers (sandwich-normed attention and gated MLP).
 
+use super::config::{LayerKind, StackConfig};
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::gemm_f32::{matmul_f32, Strided};
 use crate::kernels::{self, vec_f32, MatRef};
-use crate::ops::{self, Rope};
+use crate::ops::{self, Rope, RopeTable};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -630,11 +631,33 @@ fn attention_one_query(
     }
 }
 
-/// Applies RoPE to every head of `n` rows of `x` (`n_heads * head_dim` wide), row `t` being at
-/// position `pos0 + t`.
-pub(crate) fn rope_rows(rope: &Rope, x: &mut [f32], head_dim: usize, n_heads: usize, pos0: usize) {
-    debug_assert_eq!(x.len() % (n_heads * head_dim), 0);
-    rope.apply_rows(x, n_heads, pos0);
+/// RoPE tables of both layer kinds for the positions of one call: the angles depend only on
+/// the kind, so a pass computes them once rather than for every layer's queries and keys.
+pub(crate) struct RopeTables {
+    sliding: RopeTable,
+    full: RopeTable,
+}
+
+impl RopeTables {
+    /// Tables for positions `pos0..pos0 + n` of stack `s`.
+    pub(crate) fn new(s: &StackConfig, pos0: usize, n: usize) -> Self {
+        let table = |kind| {
+            let p = s.rope(kind);
+            Rope::new(s.head_dim, p.theta, p.linear_factor).table(pos0, n)
+        };
+        RopeTables {
+            sliding: table(LayerKind::Sliding),
+            full: table(LayerKind::Full),
+        }
+    }
+
+    /// Rotates every head of the rows of `x` (`n_heads` heads) for a layer of `kind`.
+    pub(crate) fn apply(&self, kind: LayerKind, x: &mut [f32], n_heads: usize) {
+        match kind {
+            LayerKind::Sliding => self.sliding.apply_rows(x, n_heads),
+            LayerKind::Full => self.full.apply_rows(x, n_heads),
+        }
+    }
 }
 
 /// Embeds `ids` into `[n, width]` rows scaled by `scale`, refusing ids outside the vocabulary.

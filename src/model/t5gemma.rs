@@ -8,14 +8,14 @@
 //! See `shared/reference/T5GEMMA_ARCHITECTURE.md` §1 for the exact math.
 
 use super::blocks::{
-    add_post_normed, attention, embed_scale, embed_tokens, feed_forward, resized, rope_rows,
-    AttnProj, Heads, KeySegment, Linear, Mlp, Norm, Scratch,
+    add_post_normed, attention, embed_scale, embed_tokens, feed_forward, resized, AttnProj, Heads,
+    KeySegment, Linear, Mlp, Norm, RopeTables, Scratch,
 };
 use super::config::{LayerKind, ModelConfig, StackConfig};
 use super::{DecoderState, EncoderOutput, LayerCache};
 use crate::error::Result;
 use crate::gguf::GgufFile;
-use crate::ops::{self, Rope};
+use crate::ops;
 
 /// One encoder layer.
 pub(crate) struct EncoderLayer {
@@ -174,14 +174,13 @@ pub(crate) fn encode(
     let window = e.sliding_window;
     let inclusive = cfg.encoder_window_inclusive;
     let mut s = Scratch::default();
+    let rope = RopeTables::new(e, 0, n);
     for layer in &w.enc_layers {
-        let rope_p = e.rope(layer.kind);
-        let rope = Rope::new(e.head_dim, rope_p.theta, rope_p.linear_factor);
         layer.pre_attn.applied_into(file, &x, &mut s.normed);
         layer.attn.qkv_into(file, &s.normed, n, &mut s.qkv);
         let [q, k, v] = &mut s.qkv;
-        rope_rows(&rope, q, e.head_dim, e.n_heads, 0);
-        rope_rows(&rope, k, e.head_dim, e.n_kv_heads, 0);
+        rope.apply(layer.kind, q, e.n_heads);
+        rope.apply(layer.kind, k, e.n_kv_heads);
         let sliding = layer.kind == LayerKind::Sliding;
         // |i - j| <= W (transformers 5.24) or |i - j| < W (original).
         let reach = if inclusive { window } else { window - 1 };
@@ -251,15 +250,14 @@ pub(crate) fn decode(
     let pos0 = state.pos;
     let mut y = embed_tokens(file, &w.dec_embed, tokens, embed_scale(d.hidden), d.hidden)?;
     let mut s = Scratch::default();
+    let rope = RopeTables::new(d, pos0, n);
     for (layer, cache) in w.dec_layers.iter().zip(&mut state.layers) {
         // Causal self-attention over the cache, this call's positions included.
-        let rope_p = d.rope(layer.kind);
-        let rope = Rope::new(d.head_dim, rope_p.theta, rope_p.linear_factor);
         layer.pre_self.applied_into(file, &y, &mut s.normed);
         layer.self_attn.qkv_into(file, &s.normed, n, &mut s.qkv);
         let [q, k, v] = &mut s.qkv;
-        rope_rows(&rope, q, d.head_dim, d.n_heads, pos0);
-        rope_rows(&rope, k, d.head_dim, d.n_kv_heads, pos0);
+        rope.apply(layer.kind, q, d.n_heads);
+        rope.apply(layer.kind, k, d.n_kv_heads);
         cache.append(k, v);
         {
             let cache = &*cache;

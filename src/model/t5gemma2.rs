@@ -8,14 +8,14 @@
 //! See `shared/reference/T5GEMMA_ARCHITECTURE.md` §2 for the exact math.
 
 use super::blocks::{
-    add_post_normed, attention, embed_scale, embed_tokens, feed_forward, resized, rope_rows,
-    AttnProj, Heads, KeySegment, Linear, Mlp, Norm, Scratch, Vector,
+    add_post_normed, attention, embed_scale, embed_tokens, feed_forward, resized, AttnProj, Heads,
+    KeySegment, Linear, Mlp, Norm, RopeTables, Scratch, Vector,
 };
 use super::config::{LayerKind, ModelConfig, StackConfig};
 use super::{DecoderState, EncoderOutput, LayerCache};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::ops::{self, Rope};
+use crate::ops;
 
 /// One layer (encoder and decoder layers have the same weights in T5Gemma 2).
 pub(crate) struct Layer {
@@ -141,17 +141,15 @@ fn project_qkv(
     file: &GgufFile,
     s: &StackConfig,
     layer: &Layer,
-    (h, n, pos0): (&[f32], usize, usize),
+    (h, n, rope): (&[f32], usize, &RopeTables),
     qkv: &mut [Vec<f32>; 3],
 ) {
-    let rope_p = s.rope(layer.kind);
-    let rope = Rope::new(s.head_dim, rope_p.theta, rope_p.linear_factor);
     layer.attn.qkv_into(file, h, n, qkv);
     let [q, k, _] = qkv;
     layer.q_norm.apply(file, q);
     layer.k_norm.apply(file, k);
-    rope_rows(&rope, q, s.head_dim, s.n_heads, pos0);
-    rope_rows(&rope, k, s.head_dim, s.n_kv_heads, pos0);
+    rope.apply(layer.kind, q, s.n_heads);
+    rope.apply(layer.kind, k, s.n_kv_heads);
 }
 
 /// Encoder: all tokens at once; sliding layers see the asymmetric window
@@ -168,9 +166,10 @@ pub(crate) fn encode(
     let left = e.sliding_window.div_ceil(2) - 1;
     let right = e.sliding_window / 2;
     let mut s = Scratch::default();
+    let rope = RopeTables::new(e, 0, n);
     for layer in &w.enc_layers {
         layer.pre_attn.applied_into(file, &x, &mut s.normed);
-        project_qkv(file, e, layer, (&s.normed, n, 0), &mut s.qkv);
+        project_qkv(file, e, layer, (&s.normed, n, &rope), &mut s.qkv);
         let [q, k, v] = &s.qkv;
         let sliding = layer.kind == LayerKind::Sliding;
         let visible = move |i: usize, _: usize| {
@@ -244,9 +243,10 @@ pub(crate) fn decode(
     }
     let mut y = embed(file, cfg, w, tokens)?;
     let mut s = Scratch::default();
+    let rope = RopeTables::new(d, pos0, n);
     for (layer, cache) in w.dec_layers.iter().zip(&mut state.layers) {
         layer.pre_attn.applied_into(file, &y, &mut s.normed);
-        project_qkv(file, d, layer, (&s.normed, n, pos0), &mut s.qkv);
+        project_qkv(file, d, layer, (&s.normed, n, &rope), &mut s.qkv);
         let [q, k, v] = &s.qkv;
         cache.append(k, v);
         {

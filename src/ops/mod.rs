@@ -208,41 +208,81 @@ impl Rope {
 
     /// Rotates one head vector (half-split "NeoX" layout) for position `pos`, in place.
     pub fn apply(&self, x: &mut [f32], pos: usize) {
-        let (cos, sin) = self.cos_sin(pos);
-        rotate(x, &cos, &sin);
+        let table = self.table(pos, 1);
+        rotate(x, &table.cos, &table.sin);
     }
 
-    /// `cos` and `sin` of every frequency's angle at `pos`.
-    fn cos_sin(&self, pos: usize) -> (Vec<f32>, Vec<f32>) {
-        self.inv_freq
-            .iter()
-            .map(|f| {
-                let (sin, cos) = (pos as f32 * f).sin_cos();
-                (cos, sin)
-            })
-            .unzip()
+    /// The `cos` and `sin` of every frequency's angle at positions `pos0..pos0 + n`.
+    pub fn table(&self, pos0: usize, n: usize) -> RopeTable {
+        let half = self.inv_freq.len();
+        let mut cos = vec![0.0; n * half];
+        let mut sin = vec![0.0; n * half];
+        let fill = |t: usize, (cos, sin): (&mut [f32], &mut [f32])| {
+            for ((c, s), f) in cos.iter_mut().zip(sin.iter_mut()).zip(&self.inv_freq) {
+                (*s, *c) = ((pos0 + t) as f32 * f).sin_cos();
+            }
+        };
+        if n * half < PAR_MIN || half == 0 {
+            cos.chunks_exact_mut(half.max(1))
+                .zip(sin.chunks_exact_mut(half.max(1)))
+                .enumerate()
+                .for_each(|(t, rows)| fill(t, rows));
+        } else {
+            cos.par_chunks_exact_mut(half)
+                .zip(sin.par_chunks_exact_mut(half))
+                .enumerate()
+                .for_each(|(t, rows)| fill(t, rows));
+        }
+        RopeTable { half, cos, sin }
     }
 
     /// Rotates every head of `n` rows of `x` (`n_heads * head_dim` wide), row `t` being at
-    /// position `pos0 + t`: the same values as [`apply`](Self::apply) per head, with one
-    /// `sin_cos` per position and frequency, shared by the heads.
+    /// position `pos0 + t`: the same values as [`apply`](Self::apply) per head.
     pub fn apply_rows(&self, x: &mut [f32], n_heads: usize, pos0: usize) {
-        let head_dim = 2 * self.inv_freq.len();
-        let width = n_heads * head_dim;
-        let rotate_row = |t: usize, row: &mut [f32]| {
-            let (cos, sin) = self.cos_sin(pos0 + t);
-            for head in row.chunks_exact_mut(head_dim) {
-                rotate(head, &cos, &sin);
+        let n = x.len() / (2 * self.inv_freq.len() * n_heads).max(1);
+        self.table(pos0, n).apply_rows(x, n_heads);
+    }
+}
+
+/// RoPE `cos`/`sin` for a run of positions ([`Rope::table`]): computed once and applied to the
+/// queries and keys of every layer that shares the frequencies.
+#[derive(Clone, Debug)]
+pub struct RopeTable {
+    half: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl RopeTable {
+    /// Rotates every head of the rows of `x` (`n_heads * head_dim` wide); row `t` takes the
+    /// table's position `t`, and `x` has at most as many rows as the table.
+    pub fn apply_rows(&self, x: &mut [f32], n_heads: usize) {
+        let half = self.half;
+        let width = n_heads * 2 * half;
+        if width == 0 {
+            return;
+        }
+        assert!(
+            x.len() / width * half <= self.cos.len(),
+            "more rows than table positions"
+        );
+        let rotate_row = |(row, (cos, sin)): (&mut [f32], (&[f32], &[f32]))| {
+            for head in row.chunks_exact_mut(2 * half) {
+                rotate(head, cos, sin);
             }
         };
         if x.len() < PAR_MIN {
             x.chunks_exact_mut(width)
-                .enumerate()
-                .for_each(|(t, row)| rotate_row(t, row));
+                .zip(self.cos.chunks_exact(half).zip(self.sin.chunks_exact(half)))
+                .for_each(rotate_row);
         } else {
             x.par_chunks_exact_mut(width)
-                .enumerate()
-                .for_each(|(t, row)| rotate_row(t, row));
+                .zip(
+                    self.cos
+                        .par_chunks_exact(half)
+                        .zip(self.sin.par_chunks_exact(half)),
+                )
+                .for_each(rotate_row);
         }
     }
 }
