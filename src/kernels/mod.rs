@@ -168,10 +168,11 @@ impl QActs {
         self.q.resize(n, bytemuck::Zeroable::zeroed());
         self.d.clear();
         self.sum.clear();
-        self.offset = panel_offset.unwrap_or(0);
+        self.offset = 0;
         let (Some(offset), Some(panel)) = (panel_offset, k.panel) else {
             return quantize_into(k, x, cols, &mut self.q);
         };
+        self.offset = offset;
         self.d.resize(n, 0.0);
         self.sum.resize(n, 0);
         let per_task = 16 * self.bpr;

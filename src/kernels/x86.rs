@@ -194,93 +194,102 @@ unsafe fn transpose_8x4(r: [__m128i; 8]) -> [__m256i; 4] {
     ]
 }
 
-/// The transposing packer of 16 rows (`Q4` picks the block type's group layout).
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-unsafe fn pack_transposed_16<B, const Q4: bool>(p: &mut Panel, bpr: usize, w: &[B]) {
-    let block = std::mem::size_of::<B>();
-    // Byte offsets of the 16 rows' first blocks (at most 16 · bpr · 34, far below i32::MAX for
-    // any real row length).
-    let row_offsets = _mm512_mullo_epi32(
+/// Writes the f32 scales of block `blk` of 16 rows `row_bytes` apart to `d`.
+#[inline(always)]
+unsafe fn scales_16(blk: *const u8, row_bytes: usize, d: *mut f32) {
+    // Offsets up to 15 · row_bytes: far below i32::MAX for any real row length.
+    let rows = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32((bpr * block) as i32),
+        _mm512_set1_epi32(row_bytes as i32),
     );
-    let base = w.as_ptr() as *const u8;
-    let (qs, d) = (p.qs.as_mut_ptr(), p.d.as_mut_ptr());
-    let dst = |b: usize, k: usize| qs.add((b * 8 + k) * 64) as *mut __m512i;
-    for b in 0..bpr {
-        // SAFETY (of every read below): row i's block b is the `block` bytes at
-        // (i · bpr + b) · block of `w`; the scale gather reads its bytes 0..4 and the quant
-        // loads bytes QS_OFFSET..QS_OFFSET + 16 (and + 16..32 for Q8_0's 34-byte blocks).
-        let blk = base.add(b * block);
-        let scales = _mm512_i32gather_epi32::<1>(row_offsets, blk as *const _);
-        let scales = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(scales));
-        _mm512_storeu_ps(d.add(b * 16), scales);
-        let quants = |at: usize| {
-            std::array::from_fn(|i| {
-                _mm_loadu_si128(blk.add(i * bpr * block + QS_OFFSET + at) as *const __m128i)
-            })
-        };
-        if Q4 {
-            let nibbles = _mm512_set1_epi32(0x0f0f_0f0f);
-            for (j, g) in transpose_16x4(quants(0)).into_iter().enumerate() {
-                _mm512_storeu_si512(dst(b, j), _mm512_and_si512(g, nibbles));
-                let high = _mm512_and_si512(_mm512_srli_epi32::<4>(g), nibbles);
-                _mm512_storeu_si512(dst(b, j + 4), high);
-            }
-        } else {
-            let bias = _mm512_set1_epi32(0x8080_8080u32 as i32);
-            for half in 0..2 {
-                for (j, g) in transpose_16x4(quants(16 * half)).into_iter().enumerate() {
-                    _mm512_storeu_si512(dst(b, 4 * half + j), _mm512_xor_si512(g, bias));
-                }
-            }
-        }
-    }
+    let scales = _mm512_i32gather_epi32::<1>(rows, blk as *const _);
+    _mm512_storeu_ps(d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(scales)));
 }
 
-/// [`pack_transposed_16`] for the 8-row panels of the AVX2 level.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pack_transposed_8<B, const Q4: bool>(p: &mut Panel, bpr: usize, w: &[B]) {
-    let block = std::mem::size_of::<B>();
-    let row_offsets = _mm256_mullo_epi32(
+/// [`scales_16`] for 8 rows.
+#[inline(always)]
+unsafe fn scales_8(blk: *const u8, row_bytes: usize, d: *mut f32) {
+    let rows = _mm256_mullo_epi32(
         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        _mm256_set1_epi32((bpr * block) as i32),
+        _mm256_set1_epi32(row_bytes as i32),
     );
-    let base = w.as_ptr() as *const u8;
-    let (qs, d) = (p.qs.as_mut_ptr(), p.d.as_mut_ptr());
-    let dst = |b: usize, k: usize| qs.add((b * 8 + k) * 32) as *mut __m256i;
-    for b in 0..bpr {
-        // SAFETY: as in `pack_transposed_16`.
-        let blk = base.add(b * block);
-        let scales = _mm256_i32gather_epi32::<1>(blk as *const _, row_offsets);
-        let scales = _mm256_and_si256(scales, _mm256_set1_epi32(0xffff));
-        let halves = _mm_packus_epi32(
-            _mm256_castsi256_si128(scales),
-            _mm256_extracti128_si256(scales, 1),
-        );
-        _mm256_storeu_ps(d.add(b * 8), _mm256_cvtph_ps(halves));
-        let quants = |at: usize| {
-            std::array::from_fn(|i| {
-                _mm_loadu_si128(blk.add(i * bpr * block + QS_OFFSET + at) as *const __m128i)
-            })
-        };
-        if Q4 {
-            let nibbles = _mm256_set1_epi32(0x0f0f_0f0f);
-            for (j, g) in transpose_8x4(quants(0)).into_iter().enumerate() {
-                _mm256_storeu_si256(dst(b, j), _mm256_and_si256(g, nibbles));
-                let high = _mm256_and_si256(_mm256_srli_epi32::<4>(g), nibbles);
-                _mm256_storeu_si256(dst(b, j + 4), high);
-            }
-        } else {
-            let bias = _mm256_set1_epi32(0x8080_8080u32 as i32);
-            for half in 0..2 {
-                for (j, g) in transpose_8x4(quants(16 * half)).into_iter().enumerate() {
-                    _mm256_storeu_si256(dst(b, 4 * half + j), _mm256_xor_si256(g, bias));
+    let scales = _mm256_i32gather_epi32::<1>(blk as *const _, rows);
+    let scales = _mm256_and_si256(scales, _mm256_set1_epi32(0xffff));
+    let halves = _mm_packus_epi32(
+        _mm256_castsi256_si128(scales),
+        _mm256_extracti128_si256(scales, 1),
+    );
+    _mm256_storeu_ps(d, _mm256_cvtph_ps(halves));
+}
+
+/// The transposing packers (see [`pack_q4_0`]), once per vector width: `Q4` picks the block
+/// type's group layout (nibbles split into groups j and j + 4, or bytes biased by 128).
+macro_rules! transposing_packer {
+    ($name:ident, $feat:literal, $rows:literal, $vi:ty, $scales:ident, $transpose:ident,
+     $set1:ident, $and:ident, $srli:ident, $xor:ident, $store:ident) => {
+        #[target_feature(enable = $feat)]
+        unsafe fn $name<B, const Q4: bool>(p: &mut Panel, bpr: usize, w: &[B]) {
+            let block = std::mem::size_of::<B>();
+            let base = w.as_ptr() as *const u8;
+            let (qs, d) = (p.qs.as_mut_ptr(), p.d.as_mut_ptr());
+            let dst = |b: usize, k: usize| qs.add((b * 8 + k) * $rows * 4) as *mut $vi;
+            for b in 0..bpr {
+                // SAFETY (of every read below): row i's block b is the `block` bytes at
+                // (i · bpr + b) · block of `w`; the scale gather reads its bytes 0..4 and the
+                // quant loads bytes QS_OFFSET..QS_OFFSET + 16 (and + 16..32 for Q8_0's 34).
+                let blk = base.add(b * block);
+                $scales(blk, bpr * block, d.add(b * $rows));
+                let quants = |at: usize| {
+                    std::array::from_fn(|i| {
+                        let row = blk.add(i * bpr * block + QS_OFFSET + at);
+                        _mm_loadu_si128(row as *const __m128i)
+                    })
+                };
+                if Q4 {
+                    let nibbles = $set1(0x0f0f_0f0f);
+                    for (j, g) in $transpose(quants(0)).into_iter().enumerate() {
+                        $store(dst(b, j), $and(g, nibbles));
+                        $store(dst(b, j + 4), $and($srli::<4>(g), nibbles));
+                    }
+                } else {
+                    let bias = $set1(0x8080_8080u32 as i32);
+                    for half in 0..2 {
+                        for (j, g) in $transpose(quants(16 * half)).into_iter().enumerate() {
+                            $store(dst(b, 4 * half + j), $xor(g, bias));
+                        }
+                    }
                 }
             }
         }
-    }
+    };
 }
+
+transposing_packer!(
+    pack_transposed_16,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl",
+    16,
+    __m512i,
+    scales_16,
+    transpose_16x4,
+    _mm512_set1_epi32,
+    _mm512_and_si512,
+    _mm512_srli_epi32,
+    _mm512_xor_si512,
+    _mm512_storeu_si512
+);
+transposing_packer!(
+    pack_transposed_8,
+    "avx2,fma,f16c",
+    8,
+    __m256i,
+    scales_8,
+    transpose_8x4,
+    _mm256_set1_epi32,
+    _mm256_and_si256,
+    _mm256_srli_epi32,
+    _mm256_xor_si256,
+    _mm256_storeu_si256
+);
 
 /// Prefetches every cache line of `bytes` into L2.
 pub(super) fn prefetch_l2(bytes: &[u8]) {

@@ -368,36 +368,28 @@ pub(crate) fn attention(
             let width: usize = unions.iter().map(|u| u.len()).sum();
             let mut scores = vec![0.0f32; rows * group * width];
             let q_rows = &q[r0 * q_dim..][..rows * q_dim];
-            if n_kv_heads == 1 {
-                // Row i's heads are consecutive: the block is already [rows · group, hd].
-                attend_group(
-                    q_rows,
-                    rows,
-                    group,
-                    segments,
-                    0,
-                    kv_dim,
-                    hd,
-                    &ranges,
-                    &unions,
-                    (scale, softcap),
-                    &mut scores,
-                    out_rows,
-                );
-                return;
-            }
-            let mut q_group = vec![0.0f32; rows * group * hd];
-            let mut out_group = vec![0.0f32; rows * group * hd];
+            // With one kv head, row i's heads are consecutive: the block already is
+            // [rows · group, hd]. Otherwise each group's heads are gathered and scattered back.
+            let direct = n_kv_heads == 1;
+            let staged = if direct { 0 } else { rows * group * hd };
+            let (mut q_group, mut out_group) = (vec![0.0f32; staged], vec![0.0f32; staged]);
             for g in 0..n_kv_heads {
                 let heads = g * group * hd..(g + 1) * group * hd;
-                for (dst, src) in q_group
-                    .chunks_exact_mut(group * hd)
-                    .zip(q_rows.chunks_exact(q_dim))
-                {
-                    dst.copy_from_slice(&src[heads.clone()]);
+                if !direct {
+                    for (dst, src) in q_group
+                        .chunks_exact_mut(group * hd)
+                        .zip(q_rows.chunks_exact(q_dim))
+                    {
+                        dst.copy_from_slice(&src[heads.clone()]);
+                    }
                 }
+                let (q_g, out_g): (&[f32], &mut [f32]) = if direct {
+                    (q_rows, &mut *out_rows)
+                } else {
+                    (&q_group, &mut out_group)
+                };
                 attend_group(
-                    &q_group,
+                    q_g,
                     rows,
                     group,
                     segments,
@@ -408,13 +400,15 @@ pub(crate) fn attention(
                     &unions,
                     (scale, softcap),
                     &mut scores,
-                    &mut out_group,
+                    out_g,
                 );
-                for (dst, src) in out_rows
-                    .chunks_exact_mut(q_dim)
-                    .zip(out_group.chunks_exact(group * hd))
-                {
-                    dst[heads.clone()].copy_from_slice(src);
+                if !direct {
+                    for (dst, src) in out_rows
+                        .chunks_exact_mut(q_dim)
+                        .zip(out_group.chunks_exact(group * hd))
+                    {
+                        dst[heads.clone()].copy_from_slice(src);
+                    }
                 }
             }
         });
