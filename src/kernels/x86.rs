@@ -112,36 +112,41 @@ fn check_panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &[f32], rows: us
 /// transpose of the panel's rows yields groups `j` (low nibbles) and `j + 4` (high nibbles) of
 /// every row at once. Partial panels take the generic path.
 pub(super) fn pack_q4_0(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ4_0]) {
-    if w.len() != rows * bpr || !matches!(rows, 8 | 16) {
-        return p.pack_q4_0(rows, bpr, w);
-    }
-    p.reset(rows, bpr, 8, rows);
-    // SAFETY: 8-row panels exist at AVX2 levels and 16-row ones at AVX-512 levels (the caller
-    // got `rows` from a table handed out after feature detection); `w` holds `rows` rows of
-    // `bpr` blocks and the panel was sized for them just above.
-    unsafe {
-        if rows == 16 {
-            pack_transposed_16::<BlockQ4_0, true>(p, bpr, w)
-        } else {
-            pack_transposed_8::<BlockQ4_0, true>(p, bpr, w)
-        }
-    }
+    let simd = [
+        pack_transposed_8::<BlockQ4_0, true> as PackFn<BlockQ4_0>,
+        pack_transposed_16::<BlockQ4_0, true>,
+    ];
+    pack_with(p, (rows, bpr, w), 8, Panel::pack_q4_0, simd)
 }
 
 /// [`pack_q4_0`] for Q8_0 rows: quant bytes 0..16 and 16..32 transposed apart, biased by 128.
 pub(super) fn pack_q8_0(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ8_0]) {
+    let simd = [
+        pack_transposed_8::<BlockQ8_0, false> as PackFn<BlockQ8_0>,
+        pack_transposed_16::<BlockQ8_0, false>,
+    ];
+    pack_with(p, (rows, bpr, w), 128, Panel::pack_q8_0, simd)
+}
+
+/// A transposing packer of one width: `(panel, blocks per row, full panel of rows)`.
+type PackFn<B> = unsafe fn(&mut Panel, usize, &[B]);
+
+/// A full panel through the 8- or 16-row packer of `simd`, a partial one through `generic`.
+fn pack_with<B>(
+    p: &mut Panel,
+    (rows, bpr, w): (usize, usize, &[B]),
+    offset: i32,
+    generic: fn(&mut Panel, usize, usize, &[B]),
+    simd: [PackFn<B>; 2],
+) {
     if w.len() != rows * bpr || !matches!(rows, 8 | 16) {
-        return p.pack_q8_0(rows, bpr, w);
+        return generic(p, rows, bpr, w);
     }
-    p.reset(rows, bpr, 128, rows);
-    // SAFETY: as in `pack_q4_0`.
-    unsafe {
-        if rows == 16 {
-            pack_transposed_16::<BlockQ8_0, false>(p, bpr, w)
-        } else {
-            pack_transposed_8::<BlockQ8_0, false>(p, bpr, w)
-        }
-    }
+    p.reset(rows, bpr, offset, rows);
+    // SAFETY: 8-row panels exist at AVX2 levels and 16-row ones at AVX-512 levels (the caller
+    // got `rows` from a table handed out after feature detection); `w` holds `rows` rows of
+    // `bpr` blocks and the panel was sized for them just above.
+    unsafe { simd[usize::from(rows == 16)](p, bpr, w) }
 }
 
 /// Both block types start with the f16 scale; the quants follow at byte 2.

@@ -89,6 +89,23 @@ impl Linear {
         kernels::matmul_many(&mats, x, n, &mut outs);
     }
 
+    /// Each `(keys, values)` projection pair of `x`, every pair quantizing `x` once and sharing
+    /// one parallel loop (all decoder layers' cross-attention keys and values of one encoder
+    /// output).
+    pub(crate) fn forward_pairs(
+        file: &GgufFile,
+        pairs: &[(&Linear, &Linear)],
+        x: &[f32],
+        n: usize,
+    ) -> Vec<(Vec<f32>, Vec<f32>)> {
+        let linears: Vec<&Linear> = pairs.iter().flat_map(|&(k, v)| [k, v]).collect();
+        let mut ys = Linear::forward_many(file, &linears, x, n).into_iter();
+        pairs
+            .iter()
+            .map(|_| (ys.next().expect("keys"), ys.next().expect("values")))
+            .collect()
+    }
+
     /// Output features.
     pub(crate) fn rows(&self) -> usize {
         self.rows

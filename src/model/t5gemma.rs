@@ -219,17 +219,16 @@ pub(crate) fn cross_caches(
     enc: &EncoderOutput,
 ) -> Vec<LayerCache> {
     let d = &cfg.decoder;
-    // Every layer's keys and values of the same encoder output: one quantization, one loop.
-    let projections: Vec<&Linear> = w
+    let pairs: Vec<_> = w
         .dec_layers
         .iter()
-        .flat_map(|layer| [&layer.cross_attn.k, &layer.cross_attn.v])
+        .map(|layer| (&layer.cross_attn.k, &layer.cross_attn.v))
         .collect();
-    let mut kv = Linear::forward_many(file, &projections, &enc.hidden, enc.n_tokens).into_iter();
+    let kv = Linear::forward_pairs(file, &pairs, &enc.hidden, enc.n_tokens);
     w.dec_layers
         .iter()
-        .map(|layer| {
-            let (ck, cv) = (kv.next().expect("keys"), kv.next().expect("values"));
+        .zip(kv)
+        .map(|(layer, (ck, cv))| {
             let window = (layer.kind == LayerKind::Sliding).then_some(d.sliding_window);
             LayerCache::new(window, d.kv_dim(), ck, cv, enc.n_tokens)
         })
