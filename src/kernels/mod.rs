@@ -428,7 +428,9 @@ fn matmul_many_with(k: &Kernels, ws: &[MatRef], x: &[f32], n_tokens: usize, ys: 
     for (w, y) in ws.iter().zip(ys.iter()) {
         check_shapes(w, x, n_tokens, y);
     }
-    quantized_matmuls(k, ws, x, n_tokens, ys);
+    if n_tokens > 0 {
+        quantized_matmuls(k, ws, x, n_tokens, ys);
+    }
 }
 
 fn check_shapes(w: &MatRef, x: &[f32], n_tokens: usize, y: &[f32]) {
@@ -464,7 +466,7 @@ fn quantized_matmuls(
         }
         // Calls the panel would take follow the panel's (sequential) order.
         let seq = n_tokens >= PANEL_MIN_TOKENS;
-        for (w, y) in ws.iter().zip(ys.iter_mut()) {
+        for (w, y) in ws.iter().zip(ys.iter_mut()).filter(|(w, _)| w.rows > 0) {
             if ty == GgmlType::Q4_0 {
                 let dot = if seq { k.dot_q4_0_seq } else { k.dot_q4_0 };
                 let rows = k.rows_q4_0.filter(|_| !seq);

@@ -379,19 +379,20 @@ fn matmul_matches_f64_reference() {
 }
 
 /// Several weights over one quantized input give each weight's own product, bit for bit, on
-/// the decoder and the panel paths, including mixed types (no sharing).
+/// the decoder and the panel paths, including mixed types (no sharing), a weight without rows
+/// and a call without tokens.
 #[test]
 fn matmul_many_matches_matmul() {
     let mut rng = Rng(5);
     let cols = 96;
-    for n_tokens in [1, 3, 9, 37] {
+    for n_tokens in [0, 1, 3, 9, 37] {
         let x = rng.blocky(n_tokens * cols);
         for types in [
             [GgmlType::Q4_0; 3],
             [GgmlType::Q8_0; 3],
             [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16],
         ] {
-            let shapes = [40, 5, 17];
+            let shapes = [40, 0, 17];
             let data: Vec<Vec<u8>> = types
                 .iter()
                 .zip(shapes)
