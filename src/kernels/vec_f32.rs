@@ -74,33 +74,26 @@ mod x86 {
         super::dot_finish(lanes, &a[full..], &b[full..])
     }
 
-    /// [`super::dots`] with [`dot_avx512`].
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn dots_avx512(
-        q: &[f32],
-        m: &[f32],
-        stride: usize,
-        scale: f32,
-        out: &mut [f32],
-    ) {
-        for (j, o) in out.iter_mut().enumerate() {
-            *o = dot_avx512(q, &m[j * stride..][..q.len()]) * scale;
-        }
+    /// [`super::dots`] over one instruction set's dot, so the row loop is compiled with it.
+    macro_rules! dots_with {
+        ($name:ident, $feat:literal, $dot:ident) => {
+            #[doc = concat!("[`super::dots`] with [`", stringify!($dot), "`].")]
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn $name(
+                q: &[f32],
+                m: &[f32],
+                stride: usize,
+                scale: f32,
+                out: &mut [f32],
+            ) {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = $dot(q, &m[j * stride..][..q.len()]) * scale;
+                }
+            }
+        };
     }
-
-    /// [`super::dots`] with [`dot_avx2`].
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn dots_avx2(
-        q: &[f32],
-        m: &[f32],
-        stride: usize,
-        scale: f32,
-        out: &mut [f32],
-    ) {
-        for (j, o) in out.iter_mut().enumerate() {
-            *o = dot_avx2(q, &m[j * stride..][..q.len()]) * scale;
-        }
-    }
+    dots_with!(dots_avx512, "avx512f", dot_avx512);
+    dots_with!(dots_avx2, "avx2", dot_avx2);
 
     /// As [`dot_avx512`], lanes 0..8 and 8..16 in two ymm.
     #[target_feature(enable = "avx2")]
