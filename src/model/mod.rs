@@ -1,7 +1,7 @@
 //! Models: configuration from GGUF metadata, weights viewed in place, and the forward passes.
 //!
 //! One file per family ([`t5gemma`], [`t5gemma2`]) holds its weights and its encoder and
-//! decoder passes, reading top to bottom; [`blocks`] holds the sublayers they share.
+//! decoder passes, reading top to bottom; `blocks.rs` holds the sublayers they share.
 
 mod blocks;
 pub mod config;
