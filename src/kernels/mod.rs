@@ -294,7 +294,11 @@ pub(crate) struct PanelKernels {
 }
 
 /// `out[r] = dot(w[r * x.len()..(r + 1) * x.len()], x)` for every row r of `w`.
-pub(crate) type RowsFn<B> = fn(w: &[B], x: &[BlockQ8_0], out: &mut [f32]);
+pub(crate) type RowsQ8Fn = fn(w: &[BlockQ8_0], x: &[BlockQ8_0], out: &mut [f32]);
+
+/// [`RowsQ8Fn`] for Q4_0 rows, given `x_sums[b] = -8 · Σ x[b].qs` (as [`QActs::sum`] holds it
+/// for offset 8), the correction for the rows' unsigned nibbles, made once per call.
+pub(crate) type RowsQ4Fn = fn(w: &[BlockQ4_0], x: &[BlockQ8_0], x_sums: &[i32], out: &mut [f32]);
 
 /// The kernels of one level. Safe function pointers: the tables of SIMD levels are only handed
 /// out by [`kernels_for`] after the CPU was checked for the level's features.
@@ -311,9 +315,10 @@ pub(crate) struct Kernels {
     pub dot_q4_0_seq: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
     /// Decoder order for `out.len()` consecutive rows against one activation vector, with the
     /// bits of `dot_q8_0` per row (`None`: row by row through the dot).
-    pub rows_q8_0: Option<RowsFn<BlockQ8_0>>,
-    /// The same for Q4_0 weights.
-    pub rows_q4_0: Option<RowsFn<BlockQ4_0>>,
+    pub rows_q8_0: Option<RowsQ8Fn>,
+    /// The same for Q4_0 weights (only in tables with a `panel`, whose quantizer makes the
+    /// block sums it takes).
+    pub rows_q4_0: Option<RowsQ4Fn>,
     /// Activation quantization, bit for bit [`quant::quantize_row_q8_0`].
     pub quantize_q8_0: fn(&[f32], &mut [BlockQ8_0]),
     pub panel: Option<PanelKernels>,
@@ -458,35 +463,47 @@ fn quantized_matmuls(
         f.map(|f| (p, f))
     });
     let panel = panel.filter(|_| n_tokens >= PANEL_MIN_TOKENS);
+    // Calls the panel would take follow the panel's (sequential) order.
+    let seq = n_tokens >= PANEL_MIN_TOKENS;
+    let rows_q4_0 = k.rows_q4_0.filter(|_| !seq && ty == GgmlType::Q4_0);
     with_buffer(&ACTS, |acts| {
         let offset = if ty == GgmlType::Q4_0 { 8 } else { 128 };
-        acts.quantize(k, x, cols, panel.map(|_| offset));
+        let sums = panel.is_some() || rows_q4_0.is_some();
+        acts.quantize(k, x, cols, sums.then_some(offset));
         if let Some((p, f)) = panel {
             return gemm_panels(ws, acts, n_tokens, &p, f, ys);
         }
-        // Calls the panel would take follow the panel's (sequential) order.
-        let seq = n_tokens >= PANEL_MIN_TOKENS;
+        let acts: &QActs = acts;
+        let bpr = cols / QK;
+        let token = |t: usize| t * bpr..(t + 1) * bpr;
         for (w, y) in ws.iter().zip(ys.iter_mut()).filter(|(w, _)| w.rows > 0) {
             if ty == GgmlType::Q4_0 {
                 let dot = if seq { k.dot_q4_0_seq } else { k.dot_q4_0 };
-                let rows = k.rows_q4_0.filter(|_| !seq);
-                matmul_blocks::<BlockQ4_0>(w, &acts.q, n_tokens, rows, dot, y)
+                let rows = rows_q4_0.map(|rows| {
+                    move |w: &[BlockQ4_0], t, out: &mut [f32]| {
+                        rows(w, &acts.q[token(t)], &acts.sum[token(t)], out)
+                    }
+                });
+                matmul_blocks(w, &acts.q, n_tokens, rows, dot, y)
             } else {
                 let dot = if seq { k.dot_q8_0_seq } else { k.dot_q8_0 };
-                let rows = k.rows_q8_0.filter(|_| !seq);
-                matmul_blocks::<BlockQ8_0>(w, &acts.q, n_tokens, rows, dot, y)
+                let rows = k.rows_q8_0.filter(|_| !seq).map(|rows| {
+                    move |w: &[BlockQ8_0], t, out: &mut [f32]| rows(w, &acts.q[token(t)], out)
+                });
+                matmul_blocks(w, &acts.q, n_tokens, rows, dot, y)
             }
         }
     })
 }
 
 /// Quantized weights without a panel kernel: the 8-row kernel where the level has one and the
-/// call is decoder-sized (`rows`), else one dot per (row, token) in `dot`'s order.
+/// call is decoder-sized (`rows(weight rows, token, out)`), else one dot per (row, token) in
+/// `dot`'s order.
 fn matmul_blocks<B: bytemuck::Pod + Sync>(
     w: &MatRef,
     xq: &[BlockQ8_0],
     n_tokens: usize,
-    rows: Option<RowsFn<B>>,
+    rows: Option<impl Fn(&[B], usize, &mut [f32]) + Sync>,
     dot: fn(&[B], &[BlockQ8_0]) -> f32,
     y: &mut [f32],
 ) {
@@ -494,11 +511,7 @@ fn matmul_blocks<B: bytemuck::Pod + Sync>(
     let bpr = w.cols / QK;
     match rows {
         Some(rows) => for_row_blocks(w.rows, bpr, n_tokens, y, |r0, t, out| {
-            rows(
-                &wd[r0 * bpr..][..out.len() * bpr],
-                &xq[t * bpr..][..bpr],
-                out,
-            )
+            rows(&wd[r0 * bpr..][..out.len() * bpr], t, out)
         }),
         None => for_rows_tokens(w.rows, n_tokens, y, |r, t| {
             dot(&wd[r * bpr..(r + 1) * bpr], &xq[t * bpr..(t + 1) * bpr])

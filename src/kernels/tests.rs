@@ -431,6 +431,104 @@ fn matmul_many_matches_matmul() {
     }
 }
 
+/// Blocks at the edge of the integer ranges, where a kernel that keeps partial sums in i16
+/// (`maddubs` summed over a block, the Q8_0 sign trick) would first overflow: Q4_0 nibbles all
+/// 15, all 0 or alternating, Q8_0 weights of ±127 and -128, against activation blocks that all
+/// quantize to +127 or -127. Every level, decoder-sized and panel-sized calls, bit for bit
+/// against the scalar reference (x86) or within rounding (aarch64).
+#[test]
+fn extreme_blocks_stay_exact() {
+    let (rows, nb) = (40, 6);
+    let cols = nb * QK;
+    let one = quant::f32_to_f16(1.0);
+    let q4_pattern = |r: usize, b: usize| match (r + b) % 3 {
+        0 => [0xffu8; 16],
+        1 => [0x00; 16],
+        _ => [0x0f; 16],
+    };
+    let q8_pattern = |r: usize, b: usize| match (r + 2 * b) % 3 {
+        0 => [127i8; 32],
+        1 => [-128; 32],
+        _ => std::array::from_fn(|i| if i % 2 == 0 { 127 } else { -127 }),
+    };
+    let q4_rows: Vec<BlockQ4_0> = (0..rows * nb)
+        .map(|i| BlockQ4_0 {
+            d: one,
+            qs: q4_pattern(i / nb, i % nb),
+        })
+        .collect();
+    let q8_rows: Vec<BlockQ8_0> = (0..rows * nb)
+        .map(|i| BlockQ8_0 {
+            d: one,
+            qs: q8_pattern(i / nb, i % nb),
+        })
+        .collect();
+    for n_tokens in [1, 2, PANEL_MIN_TOKENS, 9] {
+        // Token t, block b: all +1 or all -1, so each block quantizes to ±127 throughout.
+        let x: Vec<f32> = (0..n_tokens * cols)
+            .map(|i| {
+                if (i / QK + i / cols) % 2 == 0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            })
+            .collect();
+        let xq = quantize_activations(&x, cols);
+        let seq = n_tokens >= PANEL_MIN_TOKENS;
+        for (ty, data) in [
+            (GgmlType::Q4_0, bytemuck::cast_slice::<_, u8>(&q4_rows)),
+            (GgmlType::Q8_0, bytemuck::cast_slice(&q8_rows)),
+        ] {
+            let m = MatRef {
+                ty,
+                rows,
+                cols,
+                data,
+            };
+            for l in supported_levels() {
+                let mut y = vec![0.0; rows * n_tokens];
+                matmul_at(*l, &m, &x, n_tokens, &mut y).unwrap();
+                for t in 0..n_tokens {
+                    let xb = &xq[t * nb..(t + 1) * nb];
+                    for r in 0..rows {
+                        let (want, terms) = if ty == GgmlType::Q4_0 {
+                            let wb = &q4_rows[r * nb..(r + 1) * nb];
+                            let f = if seq {
+                                scalar::dot_q4_0_q8_0_seq
+                            } else {
+                                scalar::dot_q4_0_q8_0
+                            };
+                            (f(wb, xb), abs_terms_q4(wb, xb))
+                        } else {
+                            let wb = &q8_rows[r * nb..(r + 1) * nb];
+                            let f = if seq {
+                                scalar::dot_q8_0_q8_0_seq
+                            } else {
+                                scalar::dot_q8_0_q8_0
+                            };
+                            (f(wb, xb), abs_terms_q8(wb, xb))
+                        };
+                        let got = y[t * rows + r];
+                        if cfg!(target_arch = "x86_64") {
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "{l} {ty} r{r} t{t}/{n_tokens}: {got} vs {want}"
+                            );
+                        } else {
+                            assert!(
+                                close(got, want, terms),
+                                "{l} {ty} r{r} t{t}/{n_tokens}: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn results_do_not_depend_on_thread_count() {
     let mut rng = Rng(11);
@@ -474,6 +572,10 @@ fn dispatched_level_is_supported() {
     assert!(kernels_for(level()).is_ok());
     for l in KernelLevel::ALL {
         assert_eq!(kernels_for(l).is_ok(), l.is_supported(), "{l}");
+        if let Ok(k) = kernels_for(l) {
+            // The 8-row Q4_0 kernel takes block sums that only the panel quantizer makes.
+            assert!(k.rows_q4_0.is_none() || k.panel.is_some(), "{l}");
+        }
     }
 }
 

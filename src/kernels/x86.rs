@@ -350,10 +350,17 @@ macro_rules! safe_entries {
             // SAFETY: features checked by dispatch; `w` holds `out.len()` rows of `x.len()`.
             unsafe { rows_q8_0_impl(w, x, out) }
         }
-        pub(super) fn rows_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0], out: &mut [f32]) {
+        pub(super) fn rows_q4_0(
+            w: &[BlockQ4_0],
+            x: &[BlockQ8_0],
+            x_sums: &[i32],
+            out: &mut [f32],
+        ) {
             assert_eq!(w.len(), out.len() * x.len());
-            // SAFETY: features checked by dispatch; `w` holds `out.len()` rows of `x.len()`.
-            unsafe { rows_q4_0_impl(w, x, out) }
+            assert_eq!(x_sums.len(), x.len());
+            // SAFETY: features checked by dispatch; `w` holds `out.len()` rows of `x.len()`,
+            // `x_sums` one value per block of `x`.
+            unsafe { rows_q4_0_impl(w, x, x_sums, out) }
         }
     };
 }
@@ -471,7 +478,8 @@ unsafe fn f16_to_f32(h: f16) -> f32 {
 const PREFETCH_BYTES: usize = 12 << 10;
 
 /// The decoder-order dots of 8 consecutive rows (`w` = 8 rows of `x.len()` blocks), lane r =
-/// row r. `isums` gives the 8 rows' exact integer sums of one block. Each block's sum is
+/// row r. `isums(rows, x block, block index)` gives the 8 rows' exact integer sums of one
+/// block. Each block's sum is
 /// scaled like the scalar reference's and added into accumulator `b % 8`; the accumulators
 /// are then combined as [`super::scalar::combine_lanes`] combines lanes, so every row gets
 /// the bits of its one-row dot while `x` is read once for 8 rows. `isums` may return the rows
@@ -483,7 +491,7 @@ unsafe fn dot_rows8<B>(
     x: &[BlockQ8_0],
     order: [usize; 8],
     wd: impl Fn(&B) -> f16,
-    isums: impl Fn([&B; 8], &BlockQ8_0) -> __m256i,
+    isums: impl Fn([&B; 8], &BlockQ8_0, usize) -> __m256i,
 ) -> __m256 {
     let bpr = x.len();
     debug_assert_eq!(w.len(), 8 * bpr);
@@ -557,20 +565,20 @@ const ROWS_PAIRED: [usize; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
 
 /// Exact `Σ (q - 8)·x` of 8 Q4_0 rows, two rows per vector: one 256-bit load holds the
 /// nibbles of rows 2p (low half) and 2p + 1 (high half); their low nibbles (elements 0..16)
-/// meet `x[0..16]`, their high nibbles `x[16..32]`, both broadcast to the two halves. Three horizontal adds then give lane order [`ROWS_PAIRED`].
-/// The `- 8·Σx` starts every vector: each half of `c` sums to it. `dot4(acc, u, s)` adds the
-/// 4-byte dot products of unsigned `u` and signed `s` to `acc`.
+/// meet `x[0..16]`, their high nibbles `x[16..32]`, both broadcast to the two halves. Three
+/// rounds of adds then give lane order [`ROWS_PAIRED`], and `x_sum` (`-8·Σx`, the same for
+/// every row) is added once. `halves(u, s, v, t)` returns the 4-byte dot products of unsigned
+/// `u` with signed `s` plus those of `v` with `t` (all bytes of `u` and `v` at most 15).
 #[inline(always)]
 unsafe fn q4_pair_isums(
     rows: [&BlockQ4_0; 8],
     bx: &BlockQ8_0,
-    dot4: impl Fn(__m256i, __m256i, __m256i) -> __m256i,
+    x_sum: i32,
+    halves: impl Fn(__m256i, __m256i, __m256i, __m256i) -> __m256i,
 ) -> __m256i {
     let xp = bx.qs.as_ptr() as *const __m128i;
     let x_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(xp));
     let x_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(xp.add(1)));
-    let (zero, eight) = (_mm256_setzero_si256(), _mm256_set1_epi8(8));
-    let c = _mm256_sub_epi32(zero, dot4(dot4(zero, eight, x_lo), eight, x_hi));
     let nibbles = _mm256_set1_epi8(0x0f);
     let pair = |p: usize| {
         let (a, b) = (rows[2 * p], rows[2 * p + 1]);
@@ -580,11 +588,19 @@ unsafe fn q4_pair_isums(
         );
         let lo = _mm256_and_si256(v, nibbles);
         let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibbles);
-        dot4(dot4(c, lo, x_lo), hi, x_hi)
+        halves(lo, x_lo, hi, x_hi)
     };
     let (v0, v1, v2, v3) = (pair(0), pair(1), pair(2), pair(3));
-    // Per 128-bit half h: [row 2p+h of v0, v1 | v2, v3] partial pairs, then whole sums.
-    _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3))
+    // Per 128-bit half h, lane p ends up with the 4 partial sums of v_p (row 2p + h): two
+    // rounds of interleave-and-add (cheaper than `hadd`, which is 3-4 micro-ops on AMD).
+    let add_halves =
+        |a, b| _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+    let (s01, s23) = (add_halves(v0, v1), add_halves(v2, v3));
+    let sums = _mm256_add_epi32(
+        _mm256_unpacklo_epi64(s01, s23),
+        _mm256_unpackhi_epi64(s01, s23),
+    );
+    _mm256_add_epi32(sums, _mm256_set1_epi32(x_sum))
 }
 
 /// One block of [`dot_rows8`]: prefetch, the 8 rows' block sums, scaled into `acc`.
@@ -599,7 +615,7 @@ unsafe fn rows8_step<B>(
     ahead: *const u8,
     lines_per_step: usize,
     wd: &impl Fn(&B) -> f16,
-    isums: &impl Fn([&B; 8], &BlockQ8_0) -> __m256i,
+    isums: &impl Fn([&B; 8], &BlockQ8_0, usize) -> __m256i,
     acc: &mut __m256,
 ) {
     for i in 0..lines_per_step {
@@ -620,7 +636,7 @@ unsafe fn rows8_step<B>(
         d(0),
     ));
     let s = _mm256_mul_ps(dw, _mm256_set1_ps(f16_to_f32(bx.d)));
-    let p = _mm256_mul_ps(_mm256_cvtepi32_ps(isums(rows, bx)), s);
+    let p = _mm256_mul_ps(_mm256_cvtepi32_ps(isums(rows, bx, b)), s);
     *acc = _mm256_add_ps(*acc, p);
 }
 
@@ -860,12 +876,17 @@ unsafe fn dot_f_avx512<T: Copy>(
 }
 
 /// The panel micro-kernel (see [`Panel`]): `R = 4 · lanes` rows × `T` tokens. Written once as a
-/// macro over the vector width and the 4-byte dot instruction (`vpdpbusd` or
-/// `maddubs` + `madd`).
+/// macro over the vector width and a block's integer sum, which four helpers define:
+/// `$start(offset term)` → partial sum, `$dot4(partial, w, x)` adds one 4-byte group of every
+/// row, `$combine` adds two partials, `$finish(partial, offset term)` → i32 lanes. With
+/// `vpdpbusd` the partial is the i32 sum itself; with `maddubs` it is the i16 pair sums, kept in
+/// i16 for the whole block (8 groups: at most 8 · 2 · 15 · 128 = 30720 < 2^15, exact) and widened
+/// once by `madd`, so a block costs 8 `maddubs` + 1 `madd` instead of 8 of each.
 macro_rules! panel_kernel {
-    ($name:ident, $feat:literal, $rows:literal, $vi:ty, $zero_i:ident, $set1_i:ident,
-     $loadu_i:ident, $dot4:ident, $zero_f:ident, $set1_f:ident, $loadu_f:ident, $storeu_f:ident,
-     $mul:ident, $fmadd:ident, $cvt:ident, $add_i:ident) => {
+    ($name:ident, $feat:literal, $rows:literal, $two_chains:literal, $vi:ty, $start:ident,
+     $set1_i:ident,
+     $loadu_i:ident, $dot4:ident, $combine:ident, $finish:ident, $zero_f:ident, $set1_f:ident,
+     $loadu_f:ident, $storeu_f:ident, $mul:ident, $fmadd:ident, $cvt:ident) => {
         #[target_feature(enable = $feat)]
         pub(super) unsafe fn $name<const T: usize>(
             p: &Panel,
@@ -881,12 +902,13 @@ macro_rules! panel_kernel {
             let xs = x.sum.as_ptr().add(t0 * bpr);
             let mut acc = [$zero_f(); T];
             for b in 0..bpr {
-                // Two integer chains per token (even and odd k) so the accumulate latency of
-                // `vpdpbusd` does not bound the loop; their sum is exact.
-                let mut ai: [$vi; T] = [$zero_i(); T];
-                let mut aj: [$vi; T] = [$zero_i(); T];
+                // With `$two_chains`, two integer chains per token (even and odd k) so the
+                // accumulate latency of `vpdpbusd` does not bound the loop; their sum is exact.
+                // (An i16 add's latency is one cycle: one chain, and registers to spare.)
+                let mut ai: [$vi; T] = [$start(0); T];
+                let mut aj: [$vi; T] = [$start(0); T];
                 for (t, a) in ai.iter_mut().enumerate() {
-                    *a = $set1_i(*xs.add(t * bpr + b));
+                    *a = $start(*xs.add(t * bpr + b));
                 }
                 for k in (0..8).step_by(2) {
                     let wv = $loadu_i(wq.add((b * 8 + k) * $rows * 4) as *const _);
@@ -894,16 +916,19 @@ macro_rules! panel_kernel {
                     for t in 0..T {
                         let xp = (*xq.add(t * bpr + b)).qs.as_ptr().add(4 * k) as *const i32;
                         ai[t] = $dot4(ai[t], wv, $set1_i(xp.read_unaligned()));
-                        aj[t] = $dot4(aj[t], wu, $set1_i(xp.add(1).read_unaligned()));
+                        let odd = $set1_i(xp.add(1).read_unaligned());
+                        if $two_chains {
+                            aj[t] = $dot4(aj[t], wu, odd);
+                        } else {
+                            ai[t] = $dot4(ai[t], wu, odd);
+                        }
                     }
-                }
-                for t in 0..T {
-                    ai[t] = $add_i(ai[t], aj[t]);
                 }
                 let dw = $loadu_f(wd.add(b * $rows));
                 for (t, a) in acc.iter_mut().enumerate() {
+                    let isum = $finish($combine(ai[t], aj[t]), *xs.add(t * bpr + b));
                     let s = $mul(dw, $set1_f(*xd.add(t * bpr + b)));
-                    *a = $fmadd($cvt(ai[t]), s, *a);
+                    *a = $fmadd($cvt(isum), s, *a);
                 }
             }
             for (t, a) in acc.iter().enumerate() {
@@ -950,7 +975,7 @@ mod avx2 {
                 x,
                 ROWS_IN_ORDER,
                 |b| b.d,
-                |rows, bx| {
+                |rows, bx, _| {
                     let xv = load_q8(&bx.qs);
                     sum8_lanes(rows.map(|b| mul_sum_i8_avx2(load_q8(&b.qs), xv)))
                 },
@@ -960,11 +985,12 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn rows_q4_0_impl(w: &[BlockQ4_0], x: &[BlockQ8_0], out: &mut [f32]) {
-        // 0..=15 · x pairs stay far from i16 saturation in maddubs.
-        let dot4 = |acc, u, s| {
-            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-            _mm256_add_epi32(acc, p)
+    unsafe fn rows_q4_0_impl(w: &[BlockQ4_0], x: &[BlockQ8_0], x_sums: &[i32], out: &mut [f32]) {
+        // The two halves' pair sums (each at most 2 · 15 · 128) are added in i16 and widened
+        // once: exact, and one `madd` instead of two.
+        let halves = |u, s, v, t| {
+            let pairs = _mm256_add_epi16(_mm256_maddubs_epi16(u, s), _mm256_maddubs_epi16(v, t));
+            _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
         };
         let rows8 = |w: &[BlockQ4_0]| {
             dot_rows8(
@@ -972,7 +998,7 @@ mod avx2 {
                 x,
                 ROWS_PAIRED,
                 |b| b.d,
-                |rows, bx| q4_pair_isums(rows, bx, dot4),
+                |rows, bx, b| q4_pair_isums(rows, bx, *x_sums.get_unchecked(b), halves),
             )
         };
         dot_rows(w, x, out, rows8, |w| dot_q4_0_impl::<false>(w, x));
@@ -1006,30 +1032,40 @@ mod avx2 {
         )
     }
 
+    // A block's i16 pair sums (see `panel_kernel!`); w is 0..=15.
+    #[inline(always)]
+    unsafe fn start(_offset_term: i32) -> __m256i {
+        _mm256_setzero_si256()
+    }
     #[inline(always)]
     unsafe fn dot4(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
-        // w is 0..=15, so the i16 pair sums stay far from saturation.
-        let p = _mm256_maddubs_epi16(w, x);
-        _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))
+        _mm256_add_epi16(acc, _mm256_maddubs_epi16(w, x))
+    }
+    #[inline(always)]
+    unsafe fn finish(pairs: __m256i, offset_term: i32) -> __m256i {
+        let wide = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+        _mm256_add_epi32(wide, _mm256_set1_epi32(offset_term))
     }
 
     panel_kernel!(
         panel_q4_0_impl,
         "avx2,fma,f16c",
         8,
+        false,
         __m256i,
-        _mm256_setzero_si256,
+        start,
         _mm256_set1_epi32,
         _mm256_loadu_si256,
         dot4,
+        _mm256_add_epi16,
+        finish,
         _mm256_setzero_ps,
         _mm256_set1_ps,
         _mm256_loadu_ps,
         _mm256_storeu_ps,
         _mm256_mul_ps,
         madd_unfused256,
-        _mm256_cvtepi32_ps,
-        _mm256_add_epi32
+        _mm256_cvtepi32_ps
     );
 }
 
@@ -1068,30 +1104,40 @@ mod avx512 {
         )
     }
 
+    // A block's i16 pair sums (see `panel_kernel!`); w is 0..=15.
+    #[inline(always)]
+    unsafe fn start(_offset_term: i32) -> __m512i {
+        _mm512_setzero_si512()
+    }
     #[inline(always)]
     unsafe fn dot4(acc: __m512i, w: __m512i, x: __m512i) -> __m512i {
-        // w is 0..=15, so the i16 pair sums stay far from saturation.
-        let p = _mm512_maddubs_epi16(w, x);
-        _mm512_add_epi32(acc, _mm512_madd_epi16(p, _mm512_set1_epi16(1)))
+        _mm512_add_epi16(acc, _mm512_maddubs_epi16(w, x))
+    }
+    #[inline(always)]
+    unsafe fn finish(pairs: __m512i, offset_term: i32) -> __m512i {
+        let wide = _mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
+        _mm512_add_epi32(wide, _mm512_set1_epi32(offset_term))
     }
 
     panel_kernel!(
         panel_q4_0_impl,
         "avx2,fma,f16c,avx512f,avx512bw,avx512vl",
         16,
+        false,
         __m512i,
-        _mm512_setzero_si512,
+        start,
         _mm512_set1_epi32,
         _mm512_loadu_si512,
         dot4,
+        _mm512_add_epi16,
+        finish,
         _mm512_setzero_ps,
         _mm512_set1_ps,
         _mm512_loadu_ps,
         _mm512_storeu_ps,
         _mm512_mul_ps,
         madd_unfused512,
-        _mm512_cvtepi32_ps,
-        _mm512_add_epi32
+        _mm512_cvtepi32_ps
     );
 }
 
@@ -1142,7 +1188,7 @@ mod vnni {
                 x,
                 ROWS_IN_ORDER,
                 |b| b.d,
-                |rows, bx| {
+                |rows, bx, _| {
                     let xv = load_q8(&bx.qs);
                     sum8_lanes(rows.map(|b| {
                         let wv = load_q8(&b.qs);
@@ -1156,36 +1202,49 @@ mod vnni {
     }
 
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn rows_q4_0_impl(w: &[BlockQ4_0], x: &[BlockQ8_0], out: &mut [f32]) {
+    unsafe fn rows_q4_0_impl(w: &[BlockQ4_0], x: &[BlockQ8_0], x_sums: &[i32], out: &mut [f32]) {
         let rows8 = |w: &[BlockQ4_0]| {
             dot_rows8(
                 w,
                 x,
                 ROWS_PAIRED,
                 |b| b.d,
-                |rows, bx| q4_pair_isums(rows, bx, |acc, u, s| _mm256_dpbusd_epi32(acc, u, s)),
+                |rows, bx, b| {
+                    q4_pair_isums(rows, bx, *x_sums.get_unchecked(b), |u, s, v, t| {
+                        let z = _mm256_setzero_si256();
+                        _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(z, u, s), v, t)
+                    })
+                },
             )
         };
         dot_rows(w, x, out, rows8, |w| dot_q4_0_impl::<false>(w, x));
+    }
+
+    // `vpdpbusd` accumulates in i32: the partial starts at the offset term and is the sum.
+    #[inline(always)]
+    unsafe fn keep(isum: __m512i, _offset_term: i32) -> __m512i {
+        isum
     }
 
     panel_kernel!(
         panel_impl,
         "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
         16,
+        true,
         __m512i,
-        _mm512_setzero_si512,
+        _mm512_set1_epi32,
         _mm512_set1_epi32,
         _mm512_loadu_si512,
         _mm512_dpbusd_epi32,
+        _mm512_add_epi32,
+        keep,
         _mm512_setzero_ps,
         _mm512_set1_ps,
         _mm512_loadu_ps,
         _mm512_storeu_ps,
         _mm512_mul_ps,
         madd_unfused512,
-        _mm512_cvtepi32_ps,
-        _mm512_add_epi32
+        _mm512_cvtepi32_ps
     );
 }
 
@@ -1236,20 +1295,17 @@ macro_rules! peak_loop {
     };
 }
 
+// `maddubs` accumulating its pair sums in i16, as the panel kernels do within a block: the
+// multiply instruction's own throughput. (Widening every product with `madd`, as the loop did
+// before, put a second multiply-pipe instruction on each and read half the peak on Zen 2.)
 #[inline(always)]
 unsafe fn maddubs256(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
-    _mm256_add_epi32(
-        acc,
-        _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)),
-    )
+    _mm256_add_epi16(acc, _mm256_maddubs_epi16(a, b))
 }
 
 #[inline(always)]
 unsafe fn maddubs512(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
-    _mm512_add_epi32(
-        acc,
-        _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), _mm512_set1_epi16(1)),
-    )
+    _mm512_add_epi16(acc, _mm512_maddubs_epi16(a, b))
 }
 
 #[inline(always)]
