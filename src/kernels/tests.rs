@@ -467,7 +467,7 @@ fn extreme_blocks_stay_exact() {
         // Token t, block b: all +1 or all -1, so each block quantizes to ±127 throughout.
         let x: Vec<f32> = (0..n_tokens * cols)
             .map(|i| {
-                if (i / QK + i / cols) % 2 == 0 {
+                if (i / QK + i / cols).is_multiple_of(2) {
                     1.0
                 } else {
                     -1.0
