@@ -479,8 +479,8 @@ const PREFETCH_BYTES: usize = 12 << 10;
 
 /// The decoder-order dots of 8 consecutive rows (`w` = 8 rows of `x.len()` blocks), lane r =
 /// row r. `isums(rows, x block, block index)` gives the 8 rows' exact integer sums of one
-/// block. Each block's sum is
-/// scaled like the scalar reference's and added into accumulator `b % 8`; the accumulators
+/// block. Each block's sum is scaled like the scalar reference's and added into accumulator
+/// `b % 8`; the accumulators
 /// are then combined as [`super::scalar::combine_lanes`] combines lanes, so every row gets
 /// the bits of its one-row dot while `x` is read once for 8 rows. `isums` may return the rows
 /// in another lane order: lane k holding row `order[k]` (the scales follow the same order, and
@@ -883,10 +883,10 @@ unsafe fn dot_f_avx512<T: Copy>(
 /// i16 for the whole block (8 groups: at most 8 · 2 · 15 · 128 = 30720 < 2^15, exact) and widened
 /// once by `madd`, so a block costs 8 `maddubs` + 1 `madd` instead of 8 of each.
 macro_rules! panel_kernel {
-    ($name:ident, $feat:literal, $rows:literal, $two_chains:literal, $vi:ty, $start:ident,
-     $set1_i:ident,
-     $loadu_i:ident, $dot4:ident, $combine:ident, $finish:ident, $zero_f:ident, $set1_f:ident,
-     $loadu_f:ident, $storeu_f:ident, $mul:ident, $fmadd:ident, $cvt:ident) => {
+    ($name:ident, $feat:literal, $rows:literal, $two_chains:literal, $vi:ty,
+     $start:ident, $set1_i:ident, $loadu_i:ident, $dot4:ident, $combine:ident, $finish:ident,
+     $zero_f:ident, $set1_f:ident, $loadu_f:ident, $storeu_f:ident, $mul:ident, $fmadd:ident,
+     $cvt:ident) => {
         #[target_feature(enable = $feat)]
         pub(super) unsafe fn $name<const T: usize>(
             p: &Panel,
