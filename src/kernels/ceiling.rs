@@ -52,9 +52,10 @@ pub fn measure_read_bandwidth(threads: usize) -> f64 {
     measure_read_bandwidth_with(1 << 30, threads, 5)
 }
 
-/// Peak int8 multiply-accumulates of `level`'s widest int8 instruction (`vpdpbusd`, `maddubs`,
-/// `sdot`, `smull`), in GOPS (one multiply-add = 2 operations; median of 5 runs), with
-/// `threads` threads each running a register-resident loop.
+/// Peak int8 multiply-accumulates of `level`'s widest int8 instruction (`vpdpbusd`; `maddubs`
+/// accumulating its pair sums in i16, as the panel kernels do within a block; `sdot`; `smull`),
+/// in GOPS (one multiply-add = 2 operations; median of 5 runs), with `threads` threads each
+/// running a register-resident loop.
 pub fn measure_int8_peak_at(level: KernelLevel, threads: usize) -> f64 {
     let threads = threads.max(1);
     let iters = 20_000_000u64;
