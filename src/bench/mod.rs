@@ -100,6 +100,15 @@ pub struct BenchReport {
     pub int8_peak_gops: Option<f64>,
     /// `encoder_linear_gops / int8_peak_gops`.
     pub encoder_int8_peak_fraction: Option<f64>,
+    /// Seconds of the encoder's matrix products alone: every layer's q/k/v, output, gate/up
+    /// and down calls on `input_tokens` tokens, as the pass makes them, timed without the
+    /// attention, norms and activations between them (fastest of `runs`).
+    pub encoder_linear_only_s: f64,
+    /// `2 * input_tokens * encoder_linear_macs_per_token / encoder_linear_only_s / 1e9`: the
+    /// linear layers' own rate.
+    pub encoder_linear_only_gops: f64,
+    /// `encoder_linear_only_gops / int8_peak_gops`.
+    pub encoder_linear_only_peak_fraction: Option<f64>,
 }
 
 /// Multiply-accumulates of one stack's projection and MLP matrices per token.
@@ -239,6 +248,7 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchReport> {
         b.3 = b.3.min(decode_s);
     }
     let (encode_s, cross_kv_s, first_decode_step_s, decode_s) = best.expect("runs >= 1");
+    let encoder_linear_only_s = time_encoder_matmuls(model, opts.input_tokens, opts.runs);
     // Before the ceilings: the bandwidth probe allocates a large buffer of its own.
     let peak_rss_bytes = peak_rss_bytes();
 
@@ -251,8 +261,9 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchReport> {
     let decode_tokens_per_s = (opts.new_tokens - 1) as f64 / decode_s;
     let decode_weight_bytes_per_token = model.decode_weight_bytes_per_token();
     let encoder_linear_macs_per_token = linear_macs_per_token(&cfg.encoder);
-    let encoder_linear_gops =
-        2.0 * (opts.input_tokens * encoder_linear_macs_per_token) as f64 / encode_s / 1e9;
+    let encoder_ops = 2.0 * (opts.input_tokens * encoder_linear_macs_per_token) as f64;
+    let encoder_linear_gops = encoder_ops / encode_s / 1e9;
+    let encoder_linear_only_gops = encoder_ops / encoder_linear_only_s / 1e9;
     let preset = model
         .file()
         .opt_str("t5g.synthetic.preset")
@@ -292,7 +303,39 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchReport> {
         encoder_linear_gops,
         int8_peak_gops: ceilings.int8_peak_gops,
         encoder_int8_peak_fraction: ceilings.int8_peak_gops.map(|p| encoder_linear_gops / p),
+        encoder_linear_only_s,
+        encoder_linear_only_gops,
+        encoder_linear_only_peak_fraction: ceilings
+            .int8_peak_gops
+            .map(|p| encoder_linear_only_gops / p),
     })
+}
+
+/// Seconds of the encoder's matrix products on `n_tokens` tokens (fastest of `runs`), called as
+/// the forward pass calls them ([`Model::encoder_matmuls`]) on activations of the same shapes.
+/// The values do not matter to the kernels' speed; they are deterministic and non-trivial.
+fn time_encoder_matmuls(model: &Model, n_tokens: usize, runs: usize) -> f64 {
+    let groups = model.encoder_matmuls();
+    let widest_in = groups.iter().flatten().map(|w| w.cols).max().unwrap_or(0);
+    let x: Vec<f32> = (0..n_tokens * widest_in)
+        .map(|i| ((i % 977) as f32 * 0.37).sin())
+        .collect();
+    let mut outs: Vec<Vec<f32>> = Vec::new();
+    let mut best = f64::INFINITY;
+    for _ in 0..runs {
+        let t = Instant::now();
+        for group in &groups {
+            let cols = group[0].cols;
+            outs.resize_with(group.len(), Vec::new);
+            for (out, w) in outs.iter_mut().zip(group) {
+                out.resize(n_tokens * w.rows, 0.0);
+            }
+            let mut ys: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[..]).collect();
+            kernels::matmul_many(group, &x[..n_tokens * cols], n_tokens, &mut ys);
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
 }
 
 #[cfg(test)]
@@ -365,6 +408,19 @@ mod tests {
         assert!((r.encode_tokens_per_s - 16.0 / r.encode_s).abs() < 1e-6 * r.encode_tokens_per_s);
         assert!((r.decode_tokens_per_s - 2.0 / r.decode_s).abs() < 1e-6 * r.decode_tokens_per_s);
         assert!(r.decode_weight_bytes_per_token > 0 && r.decoder_cache_bytes > 0);
+        // The timed matrix products are exactly the ones the MAC count counts.
+        let timed_macs: usize = model
+            .encoder_matmuls()
+            .iter()
+            .flatten()
+            .map(|w| w.rows * w.cols)
+            .sum();
+        assert_eq!(timed_macs, r.encoder_linear_macs_per_token);
+        let ops = 2.0 * 16.0 * timed_macs as f64;
+        assert!(r.encoder_linear_only_s > 0.0);
+        assert!(
+            (r.encoder_linear_only_gops - ops / r.encoder_linear_only_s / 1e9).abs() < 1e-6 * ops
+        );
         assert!(r.read_bandwidth_bytes_per_s.is_none() && r.decode_bandwidth_fraction.is_none());
         if cfg!(target_os = "linux") {
             assert!(r.peak_rss_bytes.unwrap() > 0);
@@ -376,6 +432,7 @@ mod tests {
             "threads",
             "peak_rss_bytes",
             "type",
+            "encoder_linear_only_gops",
         ] {
             assert!(json.get(key).is_some(), "{key}");
         }

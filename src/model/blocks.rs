@@ -290,6 +290,21 @@ impl AttnProj {
     }
 }
 
+/// One encoder layer's matrix products as the forward pass groups them (one call each):
+/// q/k/v, the output projection, gate/up, down.
+pub(crate) fn encoder_layer_matmuls<'a>(
+    file: &'a GgufFile,
+    attn: &AttnProj,
+    mlp: &Mlp,
+) -> [Vec<MatRef<'a>>; 4] {
+    [
+        vec![attn.q.mat(file), attn.k.mat(file), attn.v.mat(file)],
+        vec![attn.o.mat(file)],
+        vec![mlp.gate.mat(file), mlp.up.mat(file)],
+        vec![mlp.down.mat(file)],
+    ]
+}
+
 /// Head layout of one attention module.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Heads {

@@ -12,6 +12,7 @@ pub use config::{Family, LayerKind, ModelConfig, RopeParams, StackConfig};
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, GgufFile};
+use crate::kernels::MatRef;
 use crate::tokenizer::Tokenizer;
 use std::ops::Range;
 use std::path::Path;
@@ -396,6 +397,15 @@ impl Model {
         match &self.weights {
             FamilyWeights::T5Gemma(w) => w.decode_weight_bytes(),
             FamilyWeights::T5Gemma2(w) => w.decode_weight_bytes(),
+        }
+    }
+
+    /// The encoder's matrix products, grouped as the forward pass calls them (q/k/v, output,
+    /// gate/up, down per layer): `t5g bench` times them apart from attention.
+    pub fn encoder_matmuls(&self) -> Vec<Vec<MatRef<'_>>> {
+        match &self.weights {
+            FamilyWeights::T5Gemma(w) => w.encoder_matmuls(&self.file),
+            FamilyWeights::T5Gemma2(w) => w.encoder_matmuls(&self.file),
         }
     }
 

@@ -7,6 +7,7 @@
 //!                 y += post_ffw(MLP(pre_ffw(y)))
 //! See `shared/reference/T5GEMMA_ARCHITECTURE.md` §1 for the exact math.
 
+use super::blocks;
 use super::blocks::{
     add_post_normed, attention, embed_scale, embed_tokens, feed_forward, resized, AttnProj, Heads,
     KeySegment, Linear, Mlp, Norm, RopeTables, Scratch,
@@ -15,6 +16,7 @@ use super::config::{LayerKind, ModelConfig, StackConfig};
 use super::{DecoderState, EncoderOutput, LayerCache};
 use crate::error::Result;
 use crate::gguf::GgufFile;
+use crate::kernels::MatRef;
 use crate::ops;
 
 /// One encoder layer.
@@ -126,6 +128,15 @@ impl Weights {
             dec_norm: norm("dec.output_norm.weight".into(), d)?,
             lm_head,
         })
+    }
+
+    /// The encoder's matrix products, grouped as the forward pass calls them (see
+    /// [`blocks::encoder_layer_matmuls`]).
+    pub(crate) fn encoder_matmuls<'a>(&self, file: &'a GgufFile) -> Vec<Vec<MatRef<'a>>> {
+        self.enc_layers
+            .iter()
+            .flat_map(|l| blocks::encoder_layer_matmuls(file, &l.attn, &l.mlp))
+            .collect()
     }
 
     /// Weight bytes one decoder step reads: every decoder projection (cross-attention keys and

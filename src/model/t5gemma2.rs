@@ -7,6 +7,7 @@
 //! Decoder layer:  y += post_attn(MergedAttn(pre_attn(y), enc_out));  y += post_ffw(MLP(pre_ffw(y)))
 //! See `shared/reference/T5GEMMA_ARCHITECTURE.md` §2 for the exact math.
 
+use super::blocks;
 use super::blocks::{
     add_post_normed, attention, embed_scale, embed_tokens, feed_forward, resized, AttnProj, Heads,
     KeySegment, Linear, Mlp, Norm, RopeTables, Scratch, Vector,
@@ -15,6 +16,7 @@ use super::config::{LayerKind, ModelConfig, StackConfig};
 use super::{DecoderState, EncoderOutput, LayerCache};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
+use crate::kernels::MatRef;
 use crate::ops;
 
 /// One layer (encoder and decoder layers have the same weights in T5Gemma 2).
@@ -92,6 +94,15 @@ impl Weights {
                 .collect::<Result<_>>()?,
             dec_norm: Norm::load(file, "dec.output_norm.weight", d.hidden, d.rms_norm_eps)?,
         })
+    }
+
+    /// The encoder's matrix products, grouped as the forward pass calls them (see
+    /// [`blocks::encoder_layer_matmuls`]).
+    pub(crate) fn encoder_matmuls<'a>(&self, file: &'a GgufFile) -> Vec<Vec<MatRef<'a>>> {
+        self.enc_layers
+            .iter()
+            .flat_map(|l| blocks::encoder_layer_matmuls(file, &l.attn, &l.mlp))
+            .collect()
     }
 
     /// Weight bytes one decoder step reads: every decoder projection and the LM head.

@@ -213,6 +213,16 @@ fn table(r: &BenchReport) -> String {
                 opt(r.int8_peak_gops, "GOPS"),
             ),
         ),
+        (
+            "encoder matmuls",
+            format!(
+                "{:.3} s alone: {:.1} GOPS = {} of int8 peak (the pass's other {:.0}%: attention, norms)",
+                r.encoder_linear_only_s,
+                r.encoder_linear_only_gops,
+                pct(r.encoder_linear_only_peak_fraction),
+                100.0 * (1.0 - r.encoder_linear_only_s / r.encode_s).max(0.0),
+            ),
+        ),
         ("cross k/v", format!("{:.3} s", r.cross_kv_s)),
         (
             "decode",
