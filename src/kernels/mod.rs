@@ -341,6 +341,10 @@ pub(crate) fn kernels_for(level: KernelLevel) -> Result<&'static Kernels> {
 
 /// From this many tokens on, quantized weights go through the panel kernels.
 pub const PANEL_MIN_TOKENS: usize = 4;
+/// Tasks per thread of one encoder-sized matrix product: the last task of a product runs
+/// while other threads may already wait, so finer tasks shorten that tail (8 rather than 4:
+/// 270m encoder +4–6% on 2 threads, interleaved A/B; 16 was no better than 8).
+const PANEL_TASKS_PER_THREAD: usize = 8;
 /// Tokens streamed past one packed panel before the next panel is packed.
 const TOKEN_TILE: usize = 256;
 
@@ -648,7 +652,9 @@ fn gemm_panels(
     let outs: Vec<SharedOut> = ys.iter_mut().map(|y| SharedOut::new(y)).collect();
     // Tasks: runs of panels of one weight, a few per thread over all the weights.
     let total: usize = ws.iter().map(|w| w.rows.div_ceil(prows)).sum();
-    let per_task = row_chunk(total, 1, 1);
+    let per_task = total
+        .div_ceil(rayon::current_num_threads() * PANEL_TASKS_PER_THREAD)
+        .max(1);
     let tasks: Vec<(usize, Range<usize>)> = ws
         .iter()
         .enumerate()
