@@ -107,6 +107,44 @@ fn q8_exact_from_q4(w: &[BlockQ4_0]) -> Vec<BlockQ8_0> {
         .collect()
 }
 
+/// Row `r` of quantized `m` against activation blocks `xb` through the scalar reference, in the
+/// order a matmul of `n_tokens` tokens follows (decoder-sized calls the 8-lane order,
+/// encoder-sized ones the panel's), and whether `got` matches it: the same bits on x86 (its
+/// levels add exact block sums in the scalar order, unfused, so greedy output cannot depend on
+/// the level), within rounding elsewhere.
+fn scalar_row_check(
+    m: &MatRef,
+    r: usize,
+    xb: &[BlockQ8_0],
+    n_tokens: usize,
+    got: f32,
+) -> (f32, bool) {
+    let seq = n_tokens >= PANEL_MIN_TOKENS;
+    let (want, terms) = if m.ty == GgmlType::Q4_0 {
+        let wb: &[BlockQ4_0] = cast(m.row(r));
+        let f = if seq {
+            scalar::dot_q4_0_q8_0_seq
+        } else {
+            scalar::dot_q4_0_q8_0
+        };
+        (f(wb, xb), abs_terms_q4(wb, xb))
+    } else {
+        let wb: &[BlockQ8_0] = cast(m.row(r));
+        let f = if seq {
+            scalar::dot_q8_0_q8_0_seq
+        } else {
+            scalar::dot_q8_0_q8_0
+        };
+        (f(wb, xb), abs_terms_q8(wb, xb))
+    };
+    let ok = if cfg!(target_arch = "x86_64") {
+        got.to_bits() == want.to_bits()
+    } else {
+        close(got, want, terms)
+    };
+    (want, ok)
+}
+
 fn close(got: f32, want: f32, abs_terms: f64) -> bool {
     (got as f64 - want as f64).abs() <= TOL * abs_terms + 1e-30
 }
@@ -267,26 +305,9 @@ proptest! {
             for t in 0..n_tokens {
                 let xb = &xq[t * nb..(t + 1) * nb];
                 for r in 0..rows {
-                    let raw = m.row(r);
-                    // Decoder-sized calls use the 8-lane order, encoder-sized ones the panel's.
-                    let seq = n_tokens >= crate::kernels::PANEL_MIN_TOKENS;
-                    let (want, terms) = if q4_weights {
-                        let wb: &[BlockQ4_0] = cast(raw);
-                        let f = if seq { scalar::dot_q4_0_q8_0_seq } else { scalar::dot_q4_0_q8_0 };
-                        (f(wb, xb), abs_terms_q4(wb, xb))
-                    } else {
-                        let wb: &[BlockQ8_0] = cast(raw);
-                        let f = if seq { scalar::dot_q8_0_q8_0_seq } else { scalar::dot_q8_0_q8_0 };
-                        (f(wb, xb), abs_terms_q8(wb, xb))
-                    };
                     let got = y[t * rows + r];
-                    if cfg!(target_arch = "x86_64") {
-                        // x86 levels add exact block sums in the scalar order, unfused: the
-                        // same bits at every level, so greedy output cannot depend on it.
-                        prop_assert_eq!(got.to_bits(), want.to_bits(), "{} {} r{} t{}: {} vs {}", l, ty, r, t, got, want);
-                    } else {
-                        prop_assert!(close(got, want, terms), "{l} {ty} r{r} t{t}: {got} vs {want}");
-                    }
+                    let (want, ok) = scalar_row_check(&m, r, xb, n_tokens, got);
+                    prop_assert!(ok, "{l} {ty} r{r} t{t}: {got} vs {want}");
                 }
             }
         }
@@ -475,7 +496,6 @@ fn extreme_blocks_stay_exact() {
             })
             .collect();
         let xq = quantize_activations(&x, cols);
-        let seq = n_tokens >= PANEL_MIN_TOKENS;
         for (ty, data) in [
             (GgmlType::Q4_0, bytemuck::cast_slice::<_, u8>(&q4_rows)),
             (GgmlType::Q8_0, bytemuck::cast_slice(&q8_rows)),
@@ -492,36 +512,9 @@ fn extreme_blocks_stay_exact() {
                 for t in 0..n_tokens {
                     let xb = &xq[t * nb..(t + 1) * nb];
                     for r in 0..rows {
-                        let (want, terms) = if ty == GgmlType::Q4_0 {
-                            let wb = &q4_rows[r * nb..(r + 1) * nb];
-                            let f = if seq {
-                                scalar::dot_q4_0_q8_0_seq
-                            } else {
-                                scalar::dot_q4_0_q8_0
-                            };
-                            (f(wb, xb), abs_terms_q4(wb, xb))
-                        } else {
-                            let wb = &q8_rows[r * nb..(r + 1) * nb];
-                            let f = if seq {
-                                scalar::dot_q8_0_q8_0_seq
-                            } else {
-                                scalar::dot_q8_0_q8_0
-                            };
-                            (f(wb, xb), abs_terms_q8(wb, xb))
-                        };
                         let got = y[t * rows + r];
-                        if cfg!(target_arch = "x86_64") {
-                            assert_eq!(
-                                got.to_bits(),
-                                want.to_bits(),
-                                "{l} {ty} r{r} t{t}/{n_tokens}: {got} vs {want}"
-                            );
-                        } else {
-                            assert!(
-                                close(got, want, terms),
-                                "{l} {ty} r{r} t{t}/{n_tokens}: {got} vs {want}"
-                            );
-                        }
+                        let (want, ok) = scalar_row_check(&m, r, xb, n_tokens, got);
+                        assert!(ok, "{l} {ty} r{r} t{t}/{n_tokens}: {got} vs {want}");
                     }
                 }
             }
