@@ -538,15 +538,16 @@ fn attend_group(
     }
 }
 
-/// Keys per score task and head dimensions per value task of [`attention_one_query`].
+/// Keys per score task, and the fewest head dimensions per value task, of
+/// [`attention_one_query`].
 const KEY_CHUNK: usize = 64;
-const DIM_CHUNK: usize = 64;
+const MIN_DIM_CHUNK: usize = 64;
 
 /// [`attention`] for a decoder step's single query row. The query heads that share a kv
-/// head are computed by the same task, so each key is read from memory once per step rather
-/// than once per query head (and each chunk of values is reused from cache by the group's
-/// heads); work is split over key chunks (scores) and head-dimension chunks (the weighted sum
-/// of values), each output computed by one task in a fixed order.
+/// head are computed by the same task, row by row, so each key and each value row is read
+/// from memory once per step for all of them; work is split over key chunks (scores) and
+/// head-dimension chunks (the weighted sum of values), each output computed by one task in a
+/// fixed order.
 fn attention_one_query(
     q: &[f32],
     segments: &[KeySegment],
@@ -604,10 +605,8 @@ fn attention_one_query(
             let seg = &segments[*s];
             let mut part = vec![0.0f32; group * keys.len()];
             let first_key = &seg.k[keys.start * kv_dim + g * hd..];
-            for (i, scores) in part.chunks_exact_mut(keys.len()).enumerate() {
-                let qh = &q[(g * group + i) * hd..][..hd];
-                vec_f32::dots(qh, first_key, kv_dim, scale, scores);
-            }
+            let q_group = &q[g * group * hd..][..group * hd];
+            vec_f32::dots_heads(q_group, hd, first_key, kv_dim, scale, &mut part);
             part
         })
         .collect();
@@ -625,26 +624,32 @@ fn attention_one_query(
         ops::softmax_inplace(row);
     }
 
-    // Weighted values: task = (kv head, dimension chunk) -> [group][chunk].
+    // Weighted values: task = (kv head, dimension chunk) -> [group][chunk]. The chunks are as
+    // wide as the threads allow (whole rows on one thread), so that values stream from memory
+    // in long runs; every output element sums its rows in the same order whatever the split.
+    let per_head = rayon::current_num_threads().div_ceil(n_kv_heads);
+    let dim_chunk = hd
+        .div_ceil(per_head)
+        .max(MIN_DIM_CHUNK)
+        .next_multiple_of(16);
     let tasks: Vec<(usize, Range<usize>)> = (0..n_kv_heads)
         .flat_map(|g| {
             (0..hd)
-                .step_by(DIM_CHUNK)
-                .map(move |d0| (g, d0..(d0 + DIM_CHUNK).min(hd)))
+                .step_by(dim_chunk)
+                .map(move |d0| (g, d0..(d0 + dim_chunk).min(hd)))
         })
         .collect();
     let parts: Vec<Vec<f32>> = tasks
         .par_iter()
         .map(|(g, dims)| {
-            let n = dims.len();
-            let mut part = vec![0.0f32; group * n];
-            for (i, acc) in part.chunks_exact_mut(n).enumerate() {
-                let probs = &scores[(g * group + i) * width..][..width];
-                for ((seg, r), &c0) in segments.iter().zip(&ranges).zip(&col0) {
-                    if !r.is_empty() {
-                        let values = &seg.v[r.start * kv_dim + g * hd + dims.start..];
-                        vec_f32::weighted_rows(acc, &probs[c0..c0 + r.len()], values, kv_dim);
-                    }
+            let mut part = vec![0.0f32; group * dims.len()];
+            for ((seg, r), &c0) in segments.iter().zip(&ranges).zip(&col0) {
+                if !r.is_empty() {
+                    let probs: Vec<&[f32]> = (0..group)
+                        .map(|i| &scores[(g * group + i) * width + c0..][..r.len()])
+                        .collect();
+                    let values = &seg.v[r.start * kv_dim + g * hd + dims.start..];
+                    vec_f32::weighted_rows_heads(&mut part, &probs, values, kv_dim);
                 }
             }
             part
