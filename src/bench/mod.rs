@@ -66,8 +66,12 @@ pub struct BenchReport {
     pub new_tokens: usize,
     /// Repetitions (best of).
     pub runs: usize,
-    /// Seconds to map and validate the file (set by the caller that loaded it).
+    /// Seconds to map and validate the file and copy the decoder's weights to huge pages (set
+    /// by the caller that loaded it).
     pub load_s: Option<f64>,
+    /// Bytes of decoder weights read from huge-page memory (0: from the file map; see
+    /// [`crate::model::Model::huge_page_bytes`]).
+    pub huge_page_bytes: usize,
     /// Seconds of the fastest encoder pass.
     pub encode_s: f64,
     /// `input_tokens / encode_s`.
@@ -163,12 +167,15 @@ fn dominant_type(model: &Model) -> String {
         .map_or("none".into(), |(ty, _)| ty.name().into())
 }
 
-/// Reads one byte per page of the mapping so that page faults are not timed as compute.
+/// Reads one byte per page of every tensor, where the model reads it (the file map, or the
+/// huge-page copy of the decoder's weights), so that page faults are not timed as compute.
 fn prefault(model: &Model) {
-    let bytes = model.file().bytes(0..model.file().file_size());
+    let file = model.file();
     let mut sum = 0u8;
-    for chunk in bytes.chunks(4096) {
-        sum = sum.wrapping_add(chunk[0]);
+    for info in file.tensors() {
+        for chunk in file.bytes(info.range.clone()).chunks(4096) {
+            sum = sum.wrapping_add(chunk[0]);
+        }
     }
     std::hint::black_box(sum);
 }
@@ -286,6 +293,7 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchReport> {
         new_tokens: opts.new_tokens,
         runs: opts.runs,
         load_s: None,
+        huge_page_bytes: model.huge_page_bytes(),
         encode_s,
         encode_tokens_per_s,
         cross_kv_s,
@@ -441,6 +449,7 @@ mod tests {
             "peak_rss_bytes",
             "type",
             "encoder_linear_only_gops",
+            "huge_page_bytes",
         ] {
             assert!(json.get(key).is_some(), "{key}");
         }

@@ -273,4 +273,57 @@ mod tests {
         });
         assert!(err.unwrap_err().to_string().contains("expected 16"));
     }
+
+    #[test]
+    fn huge_page_copy_reads_the_same_bytes() {
+        let mut w = GgufWriter::new();
+        // Sizes that straddle pages, so the copy's file pages are dropped only in part.
+        let sizes = [3 * 4096 + 100, 5000, 70_000];
+        for (i, n) in sizes.iter().enumerate() {
+            w.add_tensor(format!("t{i}"), GgmlType::F32, &[n / 4])
+                .unwrap();
+        }
+        let pattern = |i: usize, k: usize| (k * 31 + i * 7 + k / 251) as u8;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.gguf");
+        w.write_file(&path, |i, out| {
+            let bytes: Vec<u8> = (0..sizes[i] / 4 * 4).map(|k| pattern(i, k)).collect();
+            out.write_all(&bytes).map_err(|e| Error::io("x", e))
+        })
+        .unwrap();
+        let mut f = GgufFile::open(&path).unwrap();
+        let ranges: Vec<_> = (0..3)
+            .map(|i| f.tensor_info(&format!("t{i}")).unwrap().range.clone())
+            .collect();
+        let before: Vec<Vec<u8>> = ranges.iter().map(|r| f.bytes(r.clone()).to_vec()).collect();
+        let past_end = f.file_size() + 10..f.file_size() + 20;
+        // t0 twice (merged), t2, and a range outside the file (ignored).
+        let asked = [
+            ranges[0].clone(),
+            ranges[2].clone(),
+            ranges[0].clone(),
+            past_end,
+        ];
+        let copied = f.copy_to_huge_pages(&asked);
+        assert!(
+            copied == 0 || copied >= ranges[0].len() + ranges[2].len(),
+            "copied {copied}"
+        );
+        assert_eq!(f.copy_to_huge_pages(&ranges), 0, "a second copy is refused");
+        for (i, r) in ranges.iter().enumerate() {
+            assert_eq!(f.bytes(r.clone()), &before[i][..], "tensor {i}");
+            assert_eq!(f.tensor(&format!("t{i}")).unwrap().data, &before[i][..]);
+            let inner = r.start + 9..r.end - 5;
+            assert_eq!(f.bytes(inner), &before[i][9..before[i].len() - 5]);
+        }
+        // A range from inside t0 into t1 is served from the map, whole.
+        let across = ranges[0].end - 8..ranges[1].start + 8;
+        let gap = ranges[1].start - ranges[0].end;
+        let got = f.bytes(across);
+        assert_eq!(&got[..8], &before[0][before[0].len() - 8..]);
+        assert_eq!(&got[8 + gap..], &before[1][..8]);
+        // In-memory files are never copied.
+        let mut mem = GgufFile::from_bytes(std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(mem.copy_to_huge_pages(&ranges), 0);
+    }
 }

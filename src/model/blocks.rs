@@ -116,6 +116,11 @@ impl Linear {
         self.range.len()
     }
 
+    /// Where its bytes lie in the file.
+    pub(crate) fn range(&self) -> Range<usize> {
+        self.range.clone()
+    }
+
     /// Embedding lookup: row `id` in f32, times `scale`.
     pub(crate) fn embed(&self, file: &GgufFile, id: u32, scale: f32, out: &mut [f32]) {
         self.mat(file).row_to_f32(id as usize, out);

@@ -84,11 +84,23 @@ pub struct Model {
     tokenizer: Option<Tokenizer>,
     weights: FamilyWeights,
     cross_kv_computations: AtomicUsize,
+    /// Bytes of decoder weights copied to huge pages at load (0: read from the file map).
+    huge_page_bytes: usize,
 }
 
 enum FamilyWeights {
     T5Gemma(t5gemma::Weights),
     T5Gemma2(t5gemma2::Weights),
+}
+
+impl FamilyWeights {
+    /// The weights one decoder step reads.
+    fn decode_weights(&self) -> Vec<&blocks::Linear> {
+        match self {
+            FamilyWeights::T5Gemma(w) => w.decode_weights(),
+            FamilyWeights::T5Gemma2(w) => w.decode_weights(),
+        }
+    }
 }
 
 /// The encoder's final hidden states for one input.
@@ -200,13 +212,16 @@ impl LayerCache {
 }
 
 impl Model {
-    /// Memory-maps and validates a model file. No weight is copied.
+    /// Memory-maps and validates a model file; see [`from_gguf`](Self::from_gguf) for the one
+    /// copy it may make.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         Self::from_gguf(GgufFile::open(path)?)
     }
 
-    /// Builds a model over an already opened file.
-    pub fn from_gguf(file: GgufFile) -> Result<Self> {
+    /// Builds a model over an already opened file. The weights every decoder step reads are
+    /// copied to huge pages where the system has them and at least twice the file's size is
+    /// available (see [`GgufFile::copy_to_huge_pages`]); everything else stays in the file map.
+    pub fn from_gguf(mut file: GgufFile) -> Result<Self> {
         let config = ModelConfig::from_gguf(&file)?;
         let weights = match config.family {
             Family::T5Gemma => FamilyWeights::T5Gemma(t5gemma::Weights::load(&file, &config)?),
@@ -229,12 +244,22 @@ impl Model {
             }
             None => None,
         };
+        // Only with room to spare: the copy is anonymous memory, which unlike file pages the
+        // system cannot drop and re-read under memory pressure.
+        let room = available_memory().is_some_and(|a| a / 2 >= file.file_size() as u64);
+        let ranges: Vec<_> = weights.decode_weights().iter().map(|l| l.range()).collect();
+        let huge_page_bytes = if room {
+            file.copy_to_huge_pages(&ranges)
+        } else {
+            0
+        };
         Ok(Model {
             file,
             config,
             tokenizer,
             weights,
             cross_kv_computations: AtomicUsize::new(0),
+            huge_page_bytes,
         })
     }
 
@@ -394,10 +419,15 @@ impl Model {
 
     /// Bytes of weights read for one decoder step (every decoder matrix and the LM head).
     pub fn decode_weight_bytes_per_token(&self) -> usize {
-        match &self.weights {
-            FamilyWeights::T5Gemma(w) => w.decode_weight_bytes(),
-            FamilyWeights::T5Gemma2(w) => w.decode_weight_bytes(),
-        }
+        let weights = self.weights.decode_weights();
+        weights.iter().map(|l| l.n_bytes()).sum()
+    }
+
+    /// Bytes of the decoder's weights that were copied to huge pages at load (0 where they
+    /// are read from the file map: in-memory files, no transparent huge pages, less available
+    /// memory than twice the file, or `T5G_HUGE_PAGES=0`).
+    pub fn huge_page_bytes(&self) -> usize {
+        self.huge_page_bytes
     }
 
     /// The encoder's matrix products, grouped as the forward pass calls them (q/k/v, output,

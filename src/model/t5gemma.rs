@@ -139,27 +139,14 @@ impl Weights {
             .collect()
     }
 
-    /// Weight bytes one decoder step reads: every decoder projection (cross-attention keys and
+    /// The weights one decoder step reads: every decoder projection (cross-attention keys and
     /// values excepted: they are computed once per input) and the LM head.
-    pub(crate) fn decode_weight_bytes(&self) -> usize {
-        let layers: usize = self
-            .dec_layers
-            .iter()
-            .map(|l| {
-                let a = &l.self_attn;
-                let c = &l.cross_attn;
-                a.q.n_bytes()
-                    + a.k.n_bytes()
-                    + a.v.n_bytes()
-                    + a.o.n_bytes()
-                    + c.q.n_bytes()
-                    + c.o.n_bytes()
-                    + l.mlp.gate.n_bytes()
-                    + l.mlp.up.n_bytes()
-                    + l.mlp.down.n_bytes()
-            })
-            .sum();
-        layers + self.lm_head.n_bytes()
+    pub(crate) fn decode_weights(&self) -> Vec<&Linear> {
+        let layers = self.dec_layers.iter().flat_map(|l| {
+            let (a, c, m) = (&l.self_attn, &l.cross_attn, &l.mlp);
+            [&a.q, &a.k, &a.v, &a.o, &c.q, &c.o, &m.gate, &m.up, &m.down]
+        });
+        layers.chain([&self.lm_head]).collect()
     }
 }
 

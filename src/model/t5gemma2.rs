@@ -105,23 +105,13 @@ impl Weights {
             .collect()
     }
 
-    /// Weight bytes one decoder step reads: every decoder projection and the LM head.
-    pub(crate) fn decode_weight_bytes(&self) -> usize {
-        let layers: usize = self
-            .dec_layers
-            .iter()
-            .map(|l| {
-                let a = &l.attn;
-                a.q.n_bytes()
-                    + a.k.n_bytes()
-                    + a.v.n_bytes()
-                    + a.o.n_bytes()
-                    + l.mlp.gate.n_bytes()
-                    + l.mlp.up.n_bytes()
-                    + l.mlp.down.n_bytes()
-            })
-            .sum();
-        layers + self.embed.n_bytes()
+    /// The weights one decoder step reads: every decoder projection and the LM head.
+    pub(crate) fn decode_weights(&self) -> Vec<&Linear> {
+        let layers = self.dec_layers.iter().flat_map(|l| {
+            let (a, m) = (&l.attn, &l.mlp);
+            [&a.q, &a.k, &a.v, &a.o, &m.gate, &m.up, &m.down]
+        });
+        layers.chain([&self.embed]).collect()
     }
 }
 

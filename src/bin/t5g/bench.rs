@@ -237,6 +237,13 @@ fn table(r: &BenchReport) -> String {
             ),
         ),
         ("peak RSS", r.peak_rss_bytes.map_or("n/a".into(), |b| gib(b as f64))),
+        (
+            "decoder weights",
+            match r.huge_page_bytes {
+                0 => "read from the file map (no huge pages, little free memory or T5G_HUGE_PAGES=0)".into(),
+                b => format!("{} copied to huge pages at load", gib(b as f64)),
+            },
+        ),
     ];
     if let Some(l) = r.load_s {
         rows.insert(3, ("load", format!("{l:.3} s")));
