@@ -145,6 +145,29 @@ fn scalar_row_check(
     (want, ok)
 }
 
+/// Every level's matmul of quantized `m` with `x` (`n_tokens` rows), each (row, token) checked
+/// by [`scalar_row_check`]: the first mismatch, described, or `None`.
+fn first_level_mismatch(m: &MatRef, x: &[f32], n_tokens: usize) -> Option<String> {
+    let nb = m.cols / QK;
+    let xq = quantize_activations(x, m.cols);
+    for l in supported_levels() {
+        let mut y = vec![0.0; m.rows * n_tokens];
+        matmul_at(*l, m, x, n_tokens, &mut y).unwrap();
+        for t in 0..n_tokens {
+            let xb = &xq[t * nb..(t + 1) * nb];
+            for r in 0..m.rows {
+                let got = y[t * m.rows + r];
+                let (want, ok) = scalar_row_check(m, r, xb, n_tokens, got);
+                if !ok {
+                    let ty = m.ty;
+                    return Some(format!("{l} {ty} r{r} t{t}/{n_tokens}: {got} vs {want}"));
+                }
+            }
+        }
+    }
+    None
+}
+
 fn close(got: f32, want: f32, abs_terms: f64) -> bool {
     (got as f64 - want as f64).abs() <= TOL * abs_terms + 1e-30
 }
@@ -298,19 +321,8 @@ proptest! {
             (GgmlType::Q8_0, bytemuck::cast_slice(&q8(&wf)).to_vec())
         };
         let m = MatRef { ty, rows, cols, data: &data };
-        let xq = quantize_activations(&x, cols);
-        for l in supported_levels() {
-            let mut y = vec![0.0; rows * n_tokens];
-            matmul_at(*l, &m, &x, n_tokens, &mut y).unwrap();
-            for t in 0..n_tokens {
-                let xb = &xq[t * nb..(t + 1) * nb];
-                for r in 0..rows {
-                    let got = y[t * rows + r];
-                    let (want, ok) = scalar_row_check(&m, r, xb, n_tokens, got);
-                    prop_assert!(ok, "{l} {ty} r{r} t{t}: {got} vs {want}");
-                }
-            }
-        }
+        let mismatch = first_level_mismatch(&m, &x, n_tokens);
+        prop_assert!(mismatch.is_none(), "{}", mismatch.unwrap_or_default());
     }
 }
 
@@ -495,7 +507,6 @@ fn extreme_blocks_stay_exact() {
                 }
             })
             .collect();
-        let xq = quantize_activations(&x, cols);
         for (ty, data) in [
             (GgmlType::Q4_0, bytemuck::cast_slice::<_, u8>(&q4_rows)),
             (GgmlType::Q8_0, bytemuck::cast_slice(&q8_rows)),
@@ -506,17 +517,8 @@ fn extreme_blocks_stay_exact() {
                 cols,
                 data,
             };
-            for l in supported_levels() {
-                let mut y = vec![0.0; rows * n_tokens];
-                matmul_at(*l, &m, &x, n_tokens, &mut y).unwrap();
-                for t in 0..n_tokens {
-                    let xb = &xq[t * nb..(t + 1) * nb];
-                    for r in 0..rows {
-                        let got = y[t * rows + r];
-                        let (want, ok) = scalar_row_check(&m, r, xb, n_tokens, got);
-                        assert!(ok, "{l} {ty} r{r} t{t}/{n_tokens}: {got} vs {want}");
-                    }
-                }
+            if let Some(mismatch) = first_level_mismatch(&m, &x, n_tokens) {
+                panic!("{mismatch}");
             }
         }
     }
