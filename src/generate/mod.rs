@@ -12,7 +12,7 @@ pub use sampling::SamplingParams;
 pub use stop::StopStrings;
 
 use crate::error::{Error, Result};
-use crate::model::{DecoderState, Model};
+use crate::model::{DecoderState, Model, MAX_RESERVED_POSITIONS};
 use std::time::{Duration, Instant};
 
 /// How the next token is chosen.
@@ -186,7 +186,9 @@ fn step_by_step(
         _ => None,
     };
     // The decoder's history as transformers' logits processors see it: start token included.
-    let mut history = vec![cfg.decoder_start_token_id];
+    let mut history = Vec::with_capacity(opts.max_new_tokens.min(MAX_RESERVED_POSITIONS) + 1);
+    history.push(cfg.decoder_start_token_id);
+    state.reserve(opts.max_new_tokens.min(MAX_RESERVED_POSITIONS));
     let mut logits = Vec::new();
     while history.len() <= opts.max_new_tokens {
         model.decode_into(&mut state, &history[history.len() - 1..], &mut logits)?;

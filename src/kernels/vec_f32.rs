@@ -7,6 +7,8 @@
 //! helpers have an AVX2 kernel (memory-bound, so AVX-512 CPUs run it too) beside the portable
 //! loop that is their reference.
 
+use super::gemm_f32::Strided;
+
 /// Lanes of the running sums: element `i` goes to lane `i % LANES`.
 const LANES: usize = 16;
 
@@ -48,7 +50,7 @@ fn axpy_body(y: &mut [f32], alpha: f32, x: &[f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::LANES;
+    use super::{Strided, LANES};
     use std::arch::x86_64::*;
 
     /// [`super::dots_heads`] in ymm: per row, up to four heads at a time.
@@ -133,17 +135,16 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn weighted_rows_heads_avx2(
         out: &mut [f32],
-        w: &[&[f32]],
+        w: Strided,
         m: &[f32],
         stride: usize,
     ) {
-        let d = out.len() / w.len();
+        let d = out.len() / w.rows;
         let full = d - d % 8;
-        let n = w[0].len();
-        for j in 0..n {
+        for j in 0..w.cols {
             let row = &m[j * stride..][..d];
-            for (o, wh) in out.chunks_exact_mut(d).zip(w) {
-                let wj = wh[j];
+            for (h, o) in out.chunks_exact_mut(d).enumerate() {
+                let wj = w.data[h * w.row_stride + j * w.col_stride];
                 let wv = _mm256_set1_ps(wj);
                 let (po, pr) = (o.as_mut_ptr(), row.as_ptr());
                 for c in (0..full).step_by(8) {
@@ -247,20 +248,20 @@ pub fn dots_heads(
 }
 
 /// Weighted sums of the same rows for several heads: for head `h` (row `h` of `out`,
-/// `d = out.len() / w.len()` wide), `out_h[i] += Σ_j w[h][j] · m[j * stride + i]`, adding row
-/// after row (`out_h[i] += w[h][j] · m[..]`, multiply then add, j ascending), whatever the
-/// CPU; each row of `m` is read from memory once for all the heads.
-pub fn weighted_rows_heads(out: &mut [f32], w: &[&[f32]], m: &[f32], stride: usize) {
-    let Some(n) = w.first().map(|w0| w0.len()) else {
+/// `d = out.len() / w.rows` wide), `out_h[i] += Σ_j w[h, j] · m[j * stride + i]`, adding row
+/// after row (`out_h[i] += w[h, j] · m[..]`, multiply then add, j ascending), whatever the
+/// CPU; each row of `m` is read from memory once for all the heads. `w` is one row of
+/// `w.cols` weights per head, read in place (the probability rows of a score matrix).
+pub fn weighted_rows_heads(out: &mut [f32], w: Strided, m: &[f32], stride: usize) {
+    let n = w.cols;
+    if w.rows == 0 || n == 0 {
         return;
-    };
-    assert!(
-        w.iter().all(|wh| wh.len() == n),
-        "one weight per row for every head"
-    );
-    assert_eq!(out.len() % w.len(), 0, "out is one row per head");
-    let d = out.len() / w.len();
-    if n == 0 || d == 0 {
+    }
+    assert_eq!(out.len() % w.rows, 0, "out is one row per head");
+    let last_weight = (w.rows - 1) * w.row_stride + (n - 1) * w.col_stride;
+    assert!(last_weight < w.data.len(), "weights out of bounds");
+    let d = out.len() / w.rows;
+    if d == 0 {
         return;
     }
     let end = (n - 1).checked_mul(stride).and_then(|v| v.checked_add(d));
@@ -272,8 +273,8 @@ pub fn weighted_rows_heads(out: &mut [f32], w: &[&[f32]], m: &[f32], stride: usi
     }
     for j in 0..n {
         let row = &m[j * stride..][..d];
-        for (o, wh) in out.chunks_exact_mut(d).zip(w) {
-            axpy_body(o, wh[j], row);
+        for (h, o) in out.chunks_exact_mut(d).enumerate() {
+            axpy_body(o, w.data[h * w.row_stride + j * w.col_stride], row);
         }
     }
 }
@@ -371,14 +372,22 @@ mod tests {
                 for n in [1, 2, 7] {
                     let stride = d + 5;
                     let m = spread((n - 1) * stride + d, 3);
-                    let w: Vec<Vec<f32>> = (0..heads).map(|h| spread(n, 10 + h)).collect();
-                    let w_refs: Vec<&[f32]> = w.iter().map(|v| v.as_slice()).collect();
+                    // The heads' weights as rows of a wider matrix, as in a score buffer.
+                    let w_stride = n + 3;
+                    let w_all = spread(heads * w_stride, 10 + heads);
+                    let w = Strided {
+                        data: &w_all,
+                        rows: heads,
+                        cols: n,
+                        row_stride: w_stride,
+                        col_stride: 1,
+                    };
                     let start = spread(heads * d, 4);
                     let mut got = start.clone();
-                    weighted_rows_heads(&mut got, &w_refs, &m, stride);
+                    weighted_rows_heads(&mut got, w, &m, stride);
                     let mut want = start;
-                    for (o, wh) in want.chunks_exact_mut(d).zip(&w) {
-                        for (j, &wj) in wh.iter().enumerate() {
+                    for (h, o) in want.chunks_exact_mut(d).enumerate() {
+                        for (j, &wj) in w_all[h * w_stride..][..n].iter().enumerate() {
                             axpy_body(o, wj, &m[j * stride..][..d]);
                         }
                     }

@@ -67,25 +67,29 @@ impl Linear {
         x: &[f32],
         n: usize,
     ) -> Vec<Vec<f32>> {
-        let mut ys: Vec<Vec<f32>> = vec![Vec::new(); linears.len()];
-        Linear::forward_many_into(file, linears, x, n, &mut ys.iter_mut().collect::<Vec<_>>());
+        let mats: Vec<MatRef> = linears.iter().map(|l| l.mat(file)).collect();
+        let mut ys: Vec<Vec<f32>> = linears.iter().map(|l| vec![0.0; n * l.rows]).collect();
+        kernels::matmul_many(
+            &mats,
+            x,
+            n,
+            &mut ys.iter_mut().map(|y| &mut y[..]).collect::<Vec<_>>(),
+        );
         ys
     }
 
-    /// [`forward_many`](Self::forward_many) into `ys`, reusing their allocations.
-    pub(crate) fn forward_many_into(
+    /// [`forward_many`](Self::forward_many) of a fixed number of weights into `ys`, reusing their
+    /// allocations (a decoder step allocates nothing).
+    pub(crate) fn forward_many_into<const N: usize>(
         file: &GgufFile,
-        linears: &[&Linear],
+        linears: [&Linear; N],
         x: &[f32],
         n: usize,
-        ys: &mut [&mut Vec<f32>],
+        ys: [&mut Vec<f32>; N],
     ) {
-        let mats: Vec<MatRef> = linears.iter().map(|l| l.mat(file)).collect();
-        let mut outs: Vec<&mut [f32]> = ys
-            .iter_mut()
-            .zip(linears)
-            .map(|(y, l)| resized(y, n * l.rows))
-            .collect();
+        let mats = linears.map(|l| l.mat(file));
+        let mut rows = linears.map(|l| l.rows).into_iter();
+        let mut outs = ys.map(|y| resized(y, n * rows.next().expect("one row count per output")));
         kernels::matmul_many(&mats, x, n, &mut outs);
     }
 
@@ -186,14 +190,17 @@ impl Norm {
     }
 }
 
-/// `v` with length `len`, reusing its allocation; the contents are to be overwritten (a
-/// fresh allocation is zeroed by the allocator's zero pages, a reused one keeps old values).
+/// `v` with length `len`, reusing its allocation; the contents are to be overwritten. A first
+/// allocation comes zeroed from the allocator's zero pages; a buffer that must grow grows at
+/// least twofold, so one that grows a little every decoder step (the attention scores, one
+/// key wider each step) is reallocated a logarithmic number of times, not every step.
 pub(crate) fn resized(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    if v.capacity() < len {
+    if v.capacity() == 0 {
         *v = vec![0.0; len];
     } else {
         // Only a grown tail needs initializing.
         v.truncate(len);
+        v.reserve(len - v.len());
         v.resize(len, 0.0);
     }
     v
@@ -214,6 +221,8 @@ pub(crate) struct Scratch {
     pub out: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    /// A decoder step's attention buffers.
+    pub attn: AttnScratch,
 }
 
 /// The end of every sandwich-normed sublayer: `x += post(out)`.
@@ -233,10 +242,10 @@ pub(crate) fn feed_forward(
     pre.applied_into(file, x, &mut s.normed);
     Linear::forward_many_into(
         file,
-        &[&mlp.gate, &mlp.up],
+        [&mlp.gate, &mlp.up],
         &s.normed,
         n,
-        &mut [&mut s.gate, &mut s.up],
+        [&mut s.gate, &mut s.up],
     );
     ops::gelu_gate_inplace(&mut s.gate, &s.up);
     mlp.down.forward_into(file, &s.gate, n, &mut s.out);
@@ -274,7 +283,7 @@ impl AttnProj {
     /// The query, key and value projections of `x` (quantized once) into `qkv`.
     pub(crate) fn qkv_into(&self, file: &GgufFile, x: &[f32], n: usize, qkv: &mut [Vec<f32>; 3]) {
         let [q, k, v] = qkv;
-        Linear::forward_many_into(file, &[&self.q, &self.k, &self.v], x, n, &mut [q, k, v]);
+        Linear::forward_many_into(file, [&self.q, &self.k, &self.v], x, n, [q, k, v]);
     }
 
     /// `{prefix}.{q,k,v,output}.weight` with `q_in` and `kv_in` input widths.
@@ -352,6 +361,7 @@ pub(crate) fn attention(
     scale: f32,
     softcap: Option<f32>,
     visible: Visible,
+    scratch: &mut AttnScratch,
     out: &mut [f32],
 ) {
     let Heads {
@@ -365,7 +375,7 @@ pub(crate) fn attention(
     debug_assert_eq!(q.len(), n_q * q_dim);
     debug_assert_eq!(out.len(), n_q * q_dim);
     if n_q == 1 {
-        return attention_one_query(q, segments, heads, scale, softcap, visible, out);
+        return attention_one_query(q, segments, heads, scale, softcap, visible, scratch, out);
     }
     // Tasks are blocks of query rows, each writing its own rows of `out` for every head: the
     // visible ranges are worked out once per block, and nothing is gathered afterwards. The
@@ -548,11 +558,29 @@ fn attend_group(
 const KEY_CHUNK: usize = 64;
 const MIN_DIM_CHUNK: usize = 64;
 
+/// The buffers of [`attention_one_query`], kept between decoder steps so that a step
+/// allocates nothing.
+#[derive(Default)]
+pub(crate) struct AttnScratch {
+    /// Per key segment: the keys the query sees, and where they start among the score columns.
+    ranges: Vec<Range<usize>>,
+    col0: Vec<usize>,
+    /// (kv head, segment, key chunk) of each score task.
+    score_tasks: Vec<(usize, usize, Range<usize>)>,
+    /// (kv head, dimension chunk) of each weighted-values task.
+    value_tasks: Vec<(usize, Range<usize>)>,
+    /// One fixed-size slot per task, for its results.
+    parts: Vec<f32>,
+    /// `[n_heads][visible keys]`, scores then probabilities.
+    scores: Vec<f32>,
+}
+
 /// [`attention`] for a decoder step's single query row. The query heads that share a kv
 /// head are computed by the same task, row by row, so each key and each value row is read
 /// from memory once per step for all of them; work is split over key chunks (scores) and
 /// head-dimension chunks (the weighted sum of values), each output computed by one task in a
-/// fixed order.
+/// fixed order. Every buffer comes from `scratch`.
+#[allow(clippy::too_many_arguments)]
 fn attention_one_query(
     q: &[f32],
     segments: &[KeySegment],
@@ -560,6 +588,7 @@ fn attention_one_query(
     scale: f32,
     softcap: Option<f32>,
     visible: Visible,
+    scratch: &mut AttnScratch,
     out: &mut [f32],
 ) {
     let Heads {
@@ -569,23 +598,25 @@ fn attention_one_query(
     } = heads;
     let group = n_heads / n_kv_heads;
     let kv_dim = n_kv_heads * hd;
-    // The keys the row sees in each segment, and where they start among the score columns.
-    let ranges: Vec<Range<usize>> = segments
-        .iter()
-        .enumerate()
-        .map(|(s, seg)| {
-            let r = visible(0, s);
-            r.start.min(seg.len)..r.end.min(seg.len).max(r.start.min(seg.len))
-        })
-        .collect();
-    let col0: Vec<usize> = ranges
-        .iter()
-        .scan(0, |c, r| {
-            let start = *c;
-            *c += r.len();
-            Some(start)
-        })
-        .collect();
+    let AttnScratch {
+        ranges,
+        col0,
+        score_tasks,
+        value_tasks,
+        parts,
+        scores,
+    } = scratch;
+    ranges.clear();
+    ranges.extend(segments.iter().enumerate().map(|(s, seg)| {
+        let r = visible(0, s);
+        r.start.min(seg.len)..r.end.min(seg.len).max(r.start.min(seg.len))
+    }));
+    col0.clear();
+    col0.extend(ranges.iter().scan(0, |c, r| {
+        let start = *c;
+        *c += r.len();
+        Some(start)
+    }));
     let width: usize = ranges.iter().map(|r| r.len()).sum();
     debug_assert!(width > 0, "a query row sees no key");
     if width == 0 {
@@ -594,30 +625,31 @@ fn attention_one_query(
         return;
     }
 
-    // Scores: task = (kv head, segment, key chunk) -> [group][chunk].
-    let tasks: Vec<(usize, usize, Range<usize>)> = (0..n_kv_heads)
-        .flat_map(|g| {
-            ranges.iter().enumerate().flat_map(move |(s, r)| {
-                r.clone()
-                    .step_by(KEY_CHUNK)
-                    .map(move |j0| (g, s, j0..(j0 + KEY_CHUNK).min(r.end)))
-            })
+    // Scores: task = (kv head, segment, key chunk) -> [group][chunk] in the task's slot.
+    score_tasks.clear();
+    score_tasks.extend((0..n_kv_heads).flat_map(|g| {
+        ranges.iter().enumerate().flat_map(move |(s, r)| {
+            r.clone()
+                .step_by(KEY_CHUNK)
+                .map(move |j0| (g, s, j0..(j0 + KEY_CHUNK).min(r.end)))
         })
-        .collect();
-    let parts: Vec<Vec<f32>> = tasks
-        .par_iter()
-        .map(|(g, s, keys)| {
+    }));
+    let slot = group * KEY_CHUNK;
+    let score_parts = resized(parts, score_tasks.len() * slot);
+    score_parts
+        .par_chunks_mut(slot)
+        .zip(score_tasks.par_iter())
+        .for_each(|(part, (g, s, keys))| {
             let seg = &segments[*s];
-            let mut part = vec![0.0f32; group * keys.len()];
             let first_key = &seg.k[keys.start * kv_dim + g * hd..];
             let q_group = &q[g * group * hd..][..group * hd];
-            vec_f32::dots_heads(q_group, hd, first_key, kv_dim, scale, &mut part);
-            part
-        })
-        .collect();
-    let mut scores = vec![0.0f32; n_heads * width];
-    for ((g, s, keys), part) in tasks.iter().zip(&parts) {
+            let part = &mut part[..group * keys.len()];
+            vec_f32::dots_heads(q_group, hd, first_key, kv_dim, scale, part);
+        });
+    let scores = resized(scores, n_heads * width);
+    for ((g, s, keys), part) in score_tasks.iter().zip(score_parts.chunks_exact(slot)) {
         let at = col0[*s] + keys.start - ranges[*s].start;
+        let part = &part[..group * keys.len()];
         for (i, p) in part.chunks_exact(keys.len()).enumerate() {
             scores[(g * group + i) * width + at..][..keys.len()].copy_from_slice(p);
         }
@@ -637,30 +669,38 @@ fn attention_one_query(
         .div_ceil(per_head)
         .max(MIN_DIM_CHUNK)
         .next_multiple_of(16);
-    let tasks: Vec<(usize, Range<usize>)> = (0..n_kv_heads)
-        .flat_map(|g| {
-            (0..hd)
-                .step_by(dim_chunk)
-                .map(move |d0| (g, d0..(d0 + dim_chunk).min(hd)))
-        })
-        .collect();
-    let parts: Vec<Vec<f32>> = tasks
-        .par_iter()
-        .map(|(g, dims)| {
-            let mut part = vec![0.0f32; group * dims.len()];
-            for ((seg, r), &c0) in segments.iter().zip(&ranges).zip(&col0) {
+    value_tasks.clear();
+    value_tasks.extend((0..n_kv_heads).flat_map(|g| {
+        (0..hd)
+            .step_by(dim_chunk)
+            .map(move |d0| (g, d0..(d0 + dim_chunk).min(hd)))
+    }));
+    let slot = group * dim_chunk;
+    let value_parts = resized(parts, value_tasks.len() * slot);
+    let (scores, ranges, col0) = (&*scores, &*ranges, &*col0);
+    value_parts
+        .par_chunks_mut(slot)
+        .zip(value_tasks.par_iter())
+        .for_each(|(part, (g, dims))| {
+            let part = &mut part[..group * dims.len()];
+            part.fill(0.0);
+            for ((seg, r), &c0) in segments.iter().zip(ranges).zip(col0) {
                 if !r.is_empty() {
-                    let probs: Vec<&[f32]> = (0..group)
-                        .map(|i| &scores[(g * group + i) * width + c0..][..r.len()])
-                        .collect();
+                    // The group's probability rows over this segment's keys, read in place.
+                    let probs = Strided {
+                        data: &scores[g * group * width + c0..],
+                        rows: group,
+                        cols: r.len(),
+                        row_stride: width,
+                        col_stride: 1,
+                    };
                     let values = &seg.v[r.start * kv_dim + g * hd + dims.start..];
-                    vec_f32::weighted_rows_heads(&mut part, &probs, values, kv_dim);
+                    vec_f32::weighted_rows_heads(part, probs, values, kv_dim);
                 }
             }
-            part
-        })
-        .collect();
-    for ((g, dims), part) in tasks.iter().zip(&parts) {
+        });
+    for ((g, dims), part) in value_tasks.iter().zip(value_parts.chunks_exact(slot)) {
+        let part = &part[..group * dims.len()];
         for (i, p) in part.chunks_exact(dims.len()).enumerate() {
             out[(g * group + i) * hd + dims.start..][..dims.len()].copy_from_slice(p);
         }
@@ -670,33 +710,108 @@ fn attention_one_query(
 /// RoPE tables of both layer kinds for the positions of one call: the angles depend only on
 /// the kind, so a pass computes them once rather than for every layer's queries and keys.
 pub(crate) struct RopeTables {
-    sliding: RopeTable,
-    full: RopeTable,
+    sliding: (Rope, RopeTable),
+    full: (Rope, RopeTable),
 }
 
 impl RopeTables {
     /// Tables for positions `pos0..pos0 + n` of stack `s`.
     pub(crate) fn new(s: &StackConfig, pos0: usize, n: usize) -> Self {
-        let table = |kind| {
+        let kind = |kind| {
             let p = s.rope(kind);
-            Rope::new(s.head_dim, p.theta, p.linear_factor).table(pos0, n)
+            let rope = Rope::new(s.head_dim, p.theta, p.linear_factor);
+            let table = rope.table(pos0, n);
+            (rope, table)
         };
         RopeTables {
-            sliding: table(LayerKind::Sliding),
-            full: table(LayerKind::Full),
+            sliding: kind(LayerKind::Sliding),
+            full: kind(LayerKind::Full),
+        }
+    }
+
+    /// Recomputes the tables for positions `pos0..pos0 + n`, reusing their memory.
+    pub(crate) fn refill(&mut self, pos0: usize, n: usize) {
+        for (rope, table) in [&mut self.sliding, &mut self.full] {
+            rope.table_into(pos0, n, table);
         }
     }
 
     /// Rotates every head of the rows of `x` (`n_heads` heads) for a layer of `kind`.
     pub(crate) fn apply(&self, kind: LayerKind, x: &mut [f32], n_heads: usize) {
         match kind {
-            LayerKind::Sliding => self.sliding.apply_rows(x, n_heads),
-            LayerKind::Full => self.full.apply_rows(x, n_heads),
+            LayerKind::Sliding => self.sliding.1.apply_rows(x, n_heads),
+            LayerKind::Full => self.full.1.apply_rows(x, n_heads),
         }
     }
 }
 
-/// Embeds `ids` into `[n, width]` rows scaled by `scale`, refusing ids outside the vocabulary.
+/// What a decoder call needs besides the caches, kept in the decoder state: once the first
+/// step has sized them, a generation step allocates nothing.
+#[derive(Default)]
+pub(crate) struct StepScratch {
+    /// The residual stream of the tokens fed.
+    pub x: Vec<f32>,
+    /// The layers' buffers.
+    pub layer: Scratch,
+    /// RoPE angles of the positions fed (made by the first call).
+    pub rope: Option<RopeTables>,
+}
+
+impl StepScratch {
+    /// The residual stream, the layers' buffers, and the RoPE tables of stack `s` for
+    /// positions `pos0..pos0 + n`.
+    pub(crate) fn for_positions(
+        &mut self,
+        s: &StackConfig,
+        pos0: usize,
+        n: usize,
+    ) -> (&mut Vec<f32>, &mut Scratch, &RopeTables) {
+        match &mut self.rope {
+            Some(tables) => tables.refill(pos0, n),
+            None => self.rope = Some(RopeTables::new(s, pos0, n)),
+        }
+        let rope = self.rope.as_ref().expect("made just above");
+        (&mut self.x, &mut self.layer, rope)
+    }
+}
+
+/// Buffers are not state: a clone (a beam of beam search) starts with none.
+impl Clone for StepScratch {
+    fn clone(&self) -> Self {
+        StepScratch::default()
+    }
+}
+
+impl std::fmt::Debug for StepScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepScratch")
+    }
+}
+
+/// Embeds `ids` into `[n, width]` rows scaled by `scale` in `x` (reusing its allocation),
+/// refusing ids outside the vocabulary.
+pub(crate) fn embed_tokens_into(
+    file: &GgufFile,
+    table: &Linear,
+    ids: &[u32],
+    scale: f32,
+    width: usize,
+    x: &mut Vec<f32>,
+) -> Result<()> {
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= table.rows()) {
+        return Err(Error::invalid(format!(
+            "token id {id} is out of range (vocabulary size {})",
+            table.rows()
+        )));
+    }
+    let x = resized(x, ids.len() * width);
+    for (&id, row) in ids.iter().zip(x.chunks_exact_mut(width)) {
+        table.embed(file, id, scale, row);
+    }
+    Ok(())
+}
+
+/// [`embed_tokens_into`] a new buffer.
 pub(crate) fn embed_tokens(
     file: &GgufFile,
     table: &Linear,
@@ -704,16 +819,8 @@ pub(crate) fn embed_tokens(
     scale: f32,
     width: usize,
 ) -> Result<Vec<f32>> {
-    let mut x = vec![0.0; ids.len() * width];
-    for (&id, row) in ids.iter().zip(x.chunks_exact_mut(width)) {
-        if id as usize >= table.rows() {
-            return Err(Error::invalid(format!(
-                "token id {id} is out of range (vocabulary size {})",
-                table.rows()
-            )));
-        }
-        table.embed(file, id, scale, row);
-    }
+    let mut x = Vec::new();
+    embed_tokens_into(file, table, ids, scale, width, &mut x)?;
     Ok(x)
 }
 

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::MatRef;
 use crate::tokenizer::Tokenizer;
+use blocks::StepScratch;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +23,10 @@ use std::sync::Arc;
 /// Longest encoder input accepted, in tokens. Real checkpoints are trained on a few thousand;
 /// a million is far past any of them and already needs gigabytes of activations.
 pub const MAX_INPUT_TOKENS: usize = 1 << 20;
+
+/// The most decoder positions [`generate`](crate::generate::generate) reserves cache room for
+/// ahead ([`DecoderState::reserve`]); a longer generation grows its caches as it goes.
+pub const MAX_RESERVED_POSITIONS: usize = 4096;
 
 /// Runs `f` on a worker thread of the current rayon pool (at once if this is one). A forward
 /// pass runs ~10 parallel loops per layer; started from a thread outside the pool, each of them
@@ -120,12 +125,24 @@ pub struct EncoderOutput {
 pub struct DecoderState {
     pos: usize,
     layers: Vec<LayerCache>,
+    /// The step's buffers, reused by the next step.
+    scratch: StepScratch,
 }
 
 impl DecoderState {
     /// Decoder tokens consumed so far.
     pub fn position(&self) -> usize {
         self.pos
+    }
+
+    /// Makes room in the self-attention caches for `positions` more decoder tokens (at most
+    /// what a sliding layer ever holds), so that the steps that fill it allocate nothing.
+    /// [`generate`](crate::generate::generate) reserves its token budget, up to
+    /// [`MAX_RESERVED_POSITIONS`].
+    pub fn reserve(&mut self, positions: usize) {
+        for layer in &mut self.layers {
+            layer.reserve(positions);
+        }
     }
 
     /// Bytes held by the caches (cross-attention keys and values counted in full, though
@@ -178,6 +195,19 @@ impl LayerCache {
     /// Keys held.
     pub(crate) fn len(&self) -> usize {
         self.k.len() / self.kv_dim
+    }
+
+    /// See [`DecoderState::reserve`]. A sliding layer trims once it holds more than twice its
+    /// window, so it never needs room for more than `2W + 1` keys before a call's own.
+    fn reserve(&mut self, positions: usize) {
+        let held = self.len();
+        let most = match self.window {
+            Some(w) => (held + positions).min(2 * w + 1),
+            None => held + positions,
+        };
+        let more = most.saturating_sub(held) * self.kv_dim;
+        self.k.reserve(more);
+        self.v.reserve(more);
     }
 
     /// Appends the keys and values of new positions.
@@ -365,7 +395,11 @@ impl Model {
                 t5gemma2::cross_caches(&self.file, &self.config, w, encoded)
             }
         });
-        Ok(DecoderState { pos: 0, layers })
+        Ok(DecoderState {
+            pos: 0,
+            layers,
+            scratch: StepScratch::default(),
+        })
     }
 
     /// Feeds `tokens` to the decoder (one at a time when generating, or a whole teacher-forced

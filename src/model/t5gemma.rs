@@ -9,8 +9,8 @@
 
 use super::blocks;
 use super::blocks::{
-    add_post_normed, attention, embed_scale, embed_tokens, feed_forward, resized, AttnProj, Heads,
-    KeySegment, Linear, Mlp, Norm, RopeTables, Scratch,
+    add_post_normed, attention, embed_scale, embed_tokens, embed_tokens_into, feed_forward,
+    resized, AttnProj, Heads, KeySegment, Linear, Mlp, Norm, RopeTables, Scratch,
 };
 use super::config::{LayerKind, ModelConfig, StackConfig};
 use super::{DecoderState, EncoderOutput, LayerCache};
@@ -198,6 +198,7 @@ pub(crate) fn encode(
             e.attn_scale(),
             e.attn_logit_softcapping,
             &visible,
+            &mut s.attn,
             resized(&mut s.ctx, n * e.q_dim()),
         );
         layer.attn.o.forward_into(file, &s.ctx, n, &mut s.out);
@@ -245,12 +246,15 @@ pub(crate) fn decode(
     let d = &cfg.decoder;
     let n = tokens.len();
     let pos0 = state.pos;
-    let mut y = embed_tokens(file, &w.dec_embed, tokens, embed_scale(d.hidden), d.hidden)?;
-    let mut s = Scratch::default();
-    let rope = RopeTables::new(d, pos0, n);
-    for (layer, cache) in w.dec_layers.iter().zip(&mut state.layers) {
+    let DecoderState {
+        layers, scratch, ..
+    } = state;
+    let scale = embed_scale(d.hidden);
+    embed_tokens_into(file, &w.dec_embed, tokens, scale, d.hidden, &mut scratch.x)?;
+    let (y, s, rope) = scratch.for_positions(d, pos0, n);
+    for (layer, cache) in w.dec_layers.iter().zip(layers) {
         // Causal self-attention over the cache, this call's positions included.
-        layer.pre_self.applied_into(file, &y, &mut s.normed);
+        layer.pre_self.applied_into(file, y, &mut s.normed);
         layer.self_attn.qkv_into(file, &s.normed, n, &mut s.qkv);
         let [q, k, v] = &mut s.qkv;
         rope.apply(layer.kind, q, d.n_heads);
@@ -272,14 +276,15 @@ pub(crate) fn decode(
                 d.attn_scale(),
                 d.attn_logit_softcapping,
                 &visible,
+                &mut s.attn,
                 resized(&mut s.ctx, n * d.q_dim()),
             );
         }
         layer.self_attn.o.forward_into(file, &s.ctx, n, &mut s.out);
-        add_post_normed(file, &layer.post_self, &mut s.out, &mut y);
+        add_post_normed(file, &layer.post_self, &mut s.out, y);
 
         // Cross-attention: no RoPE, no window, same scale and soft-cap.
-        layer.pre_cross.applied_into(file, &y, &mut s.normed);
+        layer.pre_cross.applied_into(file, y, &mut s.normed);
         let q = &mut s.qkv[0];
         layer.cross_attn.q.forward_into(file, &s.normed, n, q);
         let keys = [KeySegment {
@@ -295,15 +300,16 @@ pub(crate) fn decode(
             d.attn_scale(),
             d.attn_logit_softcapping,
             &|_, _| 0..usize::MAX,
+            &mut s.attn,
             resized(&mut s.ctx, n * d.q_dim()),
         );
         layer.cross_attn.o.forward_into(file, &s.ctx, n, &mut s.out);
-        add_post_normed(file, &layer.post_cross, &mut s.out, &mut y);
+        add_post_normed(file, &layer.post_cross, &mut s.out, y);
         let ffw = (&layer.pre_ffw, &layer.mlp, &layer.post_ffw);
-        feed_forward(file, &mut y, n, ffw, &mut s);
+        feed_forward(file, y, n, ffw, s);
     }
-    w.dec_norm.apply(file, &mut y);
-    w.lm_head.forward_into(file, &y, n, logits);
+    w.dec_norm.apply(file, y);
+    w.lm_head.forward_into(file, y, n, logits);
     if let Some(cap) = cfg.final_logit_softcapping {
         ops::softcap_inplace(logits, cap);
     }

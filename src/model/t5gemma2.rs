@@ -9,8 +9,8 @@
 
 use super::blocks;
 use super::blocks::{
-    add_post_normed, attention, embed_scale, embed_tokens, feed_forward, resized, AttnProj, Heads,
-    KeySegment, Linear, Mlp, Norm, RopeTables, Scratch, Vector,
+    add_post_normed, attention, embed_scale, embed_tokens_into, feed_forward, resized, AttnProj,
+    Heads, KeySegment, Linear, Mlp, Norm, RopeTables, Scratch, Vector,
 };
 use super::config::{LayerKind, ModelConfig, StackConfig};
 use super::{DecoderState, EncoderOutput, LayerCache};
@@ -123,10 +123,16 @@ fn heads(s: &StackConfig) -> Heads {
     }
 }
 
-/// `E[ids] * sqrt(H)`, with the eoi row replaced by the (unscaled) eoi vector.
-fn embed(file: &GgufFile, cfg: &ModelConfig, w: &Weights, ids: &[u32]) -> Result<Vec<f32>> {
+/// `E[ids] * sqrt(H)` into `x`, with the eoi row replaced by the (unscaled) eoi vector.
+fn embed_into(
+    file: &GgufFile,
+    cfg: &ModelConfig,
+    w: &Weights,
+    ids: &[u32],
+    x: &mut Vec<f32>,
+) -> Result<()> {
     let hidden = cfg.encoder.hidden;
-    let mut x = embed_tokens(file, &w.embed, ids, embed_scale(hidden), hidden)?;
+    embed_tokens_into(file, &w.embed, ids, embed_scale(hidden), hidden, x)?;
     if let (Some(eoi_id), Some(eoi)) = (cfg.eoi_token_id, &w.eoi) {
         for (&id, row) in ids.iter().zip(x.chunks_exact_mut(hidden)) {
             if id == eoi_id {
@@ -134,7 +140,7 @@ fn embed(file: &GgufFile, cfg: &ModelConfig, w: &Weights, ids: &[u32]) -> Result
             }
         }
     }
-    Ok(x)
+    Ok(())
 }
 
 /// Projects `h` to queries and keys, normalizes each head, and applies RoPE from `pos0`.
@@ -163,7 +169,8 @@ pub(crate) fn encode(
 ) -> Result<Vec<f32>> {
     let e = &cfg.encoder;
     let n = ids.len();
-    let mut x = embed(file, cfg, w, ids)?;
+    let mut x = Vec::new();
+    embed_into(file, cfg, w, ids, &mut x)?;
     let left = e.sliding_window.div_ceil(2) - 1;
     let right = e.sliding_window / 2;
     let mut s = Scratch::default();
@@ -189,6 +196,7 @@ pub(crate) fn encode(
             e.attn_scale(),
             None,
             &visible,
+            &mut s.attn,
             resized(&mut s.ctx, n * e.q_dim()),
         );
         layer.attn.o.forward_into(file, &s.ctx, n, &mut s.out);
@@ -241,12 +249,14 @@ pub(crate) fn decode(
     if cfg.eoi_token_id.is_some() && w.eoi.is_none() {
         return Err(Error::tensor("token_embd_eoi.weight", "missing"));
     }
-    let mut y = embed(file, cfg, w, tokens)?;
-    let mut s = Scratch::default();
-    let rope = RopeTables::new(d, pos0, n);
-    for (layer, cache) in w.dec_layers.iter().zip(&mut state.layers) {
-        layer.pre_attn.applied_into(file, &y, &mut s.normed);
-        project_qkv(file, d, layer, (&s.normed, n, &rope), &mut s.qkv);
+    let DecoderState {
+        layers, scratch, ..
+    } = state;
+    embed_into(file, cfg, w, tokens, &mut scratch.x)?;
+    let (y, s, rope) = scratch.for_positions(d, pos0, n);
+    for (layer, cache) in w.dec_layers.iter().zip(layers) {
+        layer.pre_attn.applied_into(file, y, &mut s.normed);
+        project_qkv(file, d, layer, (&s.normed, n, rope), &mut s.qkv);
         let [q, k, v] = &s.qkv;
         cache.append(k, v);
         {
@@ -279,16 +289,17 @@ pub(crate) fn decode(
                 d.attn_scale(),
                 None,
                 &visible,
+                &mut s.attn,
                 resized(&mut s.ctx, n * d.q_dim()),
             );
         }
         layer.attn.o.forward_into(file, &s.ctx, n, &mut s.out);
-        add_post_normed(file, &layer.post_attn, &mut s.out, &mut y);
+        add_post_normed(file, &layer.post_attn, &mut s.out, y);
         let ffw = (&layer.pre_ffw, &layer.mlp, &layer.post_ffw);
-        feed_forward(file, &mut y, n, ffw, &mut s);
+        feed_forward(file, y, n, ffw, s);
     }
-    w.dec_norm.apply(file, &mut y);
-    w.embed.forward_into(file, &y, n, logits);
+    w.dec_norm.apply(file, y);
+    w.embed.forward_into(file, y, n, logits);
     if let Some(cap) = cfg.final_logit_softcapping {
         ops::softcap_inplace(logits, cap);
     }

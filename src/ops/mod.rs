@@ -214,9 +214,23 @@ impl Rope {
 
     /// The `cos` and `sin` of every frequency's angle at positions `pos0..pos0 + n`.
     pub fn table(&self, pos0: usize, n: usize) -> RopeTable {
+        let mut table = RopeTable {
+            half: 0,
+            cos: Vec::new(),
+            sin: Vec::new(),
+        };
+        self.table_into(pos0, n, &mut table);
+        table
+    }
+
+    /// [`table`](Self::table) into `table`, reusing its memory.
+    pub fn table_into(&self, pos0: usize, n: usize, table: &mut RopeTable) {
         let half = self.inv_freq.len();
-        let mut cos = vec![0.0; n * half];
-        let mut sin = vec![0.0; n * half];
+        table.half = half;
+        let (cos, sin) = (&mut table.cos, &mut table.sin);
+        // Every element is written below.
+        cos.resize(n * half, 0.0);
+        sin.resize(n * half, 0.0);
         let fill = |t: usize, (cos, sin): (&mut [f32], &mut [f32])| {
             for ((c, s), f) in cos.iter_mut().zip(sin.iter_mut()).zip(&self.inv_freq) {
                 (*s, *c) = ((pos0 + t) as f32 * f).sin_cos();
@@ -233,7 +247,6 @@ impl Rope {
                 .enumerate()
                 .for_each(|(t, rows)| fill(t, rows));
         }
-        RopeTable { half, cos, sin }
     }
 
     /// Rotates every head of `n` rows of `x` (`n_heads * head_dim` wide), row `t` being at
