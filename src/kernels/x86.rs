@@ -1248,25 +1248,28 @@ mod vnni {
     );
 }
 
-/// The int8 peak loop of `level` (see `ceiling`): 8 independent accumulators; returns MACs.
+/// The int8 peak loop of `level` (see `ceiling`): independent accumulators, more than the
+/// multiply's latency times its ports keep busy (8 ymm, the most 16 registers hold beside the
+/// operands; 16 zmm: `vpdpbusd` has a latency of 5 and two ports on Intel server cores, where
+/// 8 accumulators read 0.72 of the peak); returns MACs.
 pub(super) fn int8_peak_loop(level: KernelLevel, iters: u64) -> Option<u64> {
     if !level.is_supported() {
         return None;
     }
-    let n = iters / 8;
     // SAFETY: the level (and so each loop's features) was checked just above.
     unsafe {
         match level {
-            KernelLevel::Avx512Vnni => Some(peak_vnni(n) * 64 * 8),
-            KernelLevel::Avx512 => Some(peak_avx512(n) * 64 * 8),
-            KernelLevel::Avx2 => Some(peak_avx2(n) * 32 * 8),
+            KernelLevel::Avx512Vnni => Some(peak_vnni(iters / 16) * 64 * 16),
+            KernelLevel::Avx512 => Some(peak_avx512(iters / 16) * 64 * 16),
+            KernelLevel::Avx2 => Some(peak_avx2(iters / 8) * 32 * 8),
             _ => None,
         }
     }
 }
 
 macro_rules! peak_loop {
-    ($name:ident, $feat:literal, $zero:ident, $set1:ident, $op:expr, $add:ident, $store:ident, $vi:ty) => {
+    ($name:ident, $feat:literal, $acc:literal, $zero:ident, $set1:ident, $op:expr, $add:ident,
+     $store:ident, $vi:ty) => {
         #[target_feature(enable = $feat)]
         unsafe fn $name(n: u64) -> u64 {
             let mut a = $set1(std::hint::black_box(0x0102_0304));
@@ -1275,17 +1278,17 @@ macro_rules! peak_loop {
             for (i, b) in bs.iter_mut().enumerate() {
                 *b = $set1(std::hint::black_box(0x0101_0101 * i as i32));
             }
-            let mut acc: [$vi; 8] = [$zero(); 8];
+            let mut acc: [$vi; $acc] = [$zero(); $acc];
             for _ in 0..n {
                 // A new operand every iteration, so products cannot be hoisted out of the
                 // loop. (An add, not `black_box`: a round trip through memory each iteration
                 // put a store-forwarding latency on the loop and read ~2/3 of the real peak.)
                 a = $add(a, step);
-                for (x, b) in acc.iter_mut().zip(&bs) {
-                    *x = $op(*x, a, *b);
+                for (i, x) in acc.iter_mut().enumerate() {
+                    *x = $op(*x, a, bs[i % 8]);
                 }
             }
-            let mut out = [0i32; 64];
+            let mut out = [0i32; 8 * $acc];
             for (i, x) in acc.iter().enumerate() {
                 $store(out.as_mut_ptr().add(i * 8) as *mut _, *x);
             }
@@ -1316,6 +1319,7 @@ unsafe fn store_lo256(p: *mut __m256i, v: __m512i) {
 peak_loop!(
     peak_avx2,
     "avx2,fma",
+    8,
     _mm256_setzero_si256,
     _mm256_set1_epi32,
     maddubs256,
@@ -1326,6 +1330,7 @@ peak_loop!(
 peak_loop!(
     peak_avx512,
     "avx2,fma,avx512f,avx512bw,avx512vl",
+    16,
     _mm512_setzero_si512,
     _mm512_set1_epi32,
     maddubs512,
@@ -1336,6 +1341,7 @@ peak_loop!(
 peak_loop!(
     peak_vnni,
     "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni",
+    16,
     _mm512_setzero_si512,
     _mm512_set1_epi32,
     _mm512_dpbusd_epi32,
