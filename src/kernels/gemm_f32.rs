@@ -1,6 +1,9 @@
 //! Dense f32 matrix products on strided views, through the `gemm` crate (runtime-dispatched
 //! SIMD). Used by attention, whose operands are heads laid out inside wider rows.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 /// A read-only strided matrix inside a slice: element `(r, c)` is at
 /// `data[r * row_stride + c * col_stride]`.
 #[derive(Clone, Copy, Debug)]
@@ -25,7 +28,9 @@ impl Strided<'_> {
 
 /// `dst[r, c] (+)= scale · Σ_k lhs[r, k] · rhs[k, c]`, where `dst` is row-major with
 /// `dst_row_stride` and adds to its old contents when `accumulate` is set. Runs on the calling
-/// thread (callers parallelize over heads and row blocks).
+/// thread (callers parallelize over heads and row blocks). With AVX-512 and a right-hand side
+/// of contiguous rows (`rhs.col_stride == 1`), a kernel of ours runs it (see `avx512.rs`),
+/// else the `gemm` crate.
 pub fn matmul_f32(
     dst: &mut [f32],
     dst_row_stride: usize,
@@ -53,6 +58,12 @@ pub fn matmul_f32(
         (m - 1) * dst_row_stride + n <= dst.len(),
         "dst view out of bounds"
     );
+    #[cfg(target_arch = "x86_64")]
+    if rhs.col_stride == 1 && avx512::available() {
+        // SAFETY: the CPU has AVX-512F; the asserts above keep the views in bounds, and
+        // m, n, k > 0.
+        return unsafe { avx512::matmul(dst, dst_row_stride, accumulate, lhs, rhs, scale) };
+    }
     // SAFETY: the three asserts above keep every element the views address inside their
     // slices; `dst` is borrowed mutably and cannot alias `lhs` or `rhs`.
     unsafe {
@@ -112,6 +123,92 @@ mod tests {
                 assert!((dst[r * 6 + c] - want).abs() < 1e-5);
             }
             assert_eq!(dst[r * 6 + 4], 1.0);
+        }
+    }
+
+    /// Every shape's tails (rows past a 12-row tile, columns past a 32-column one), strided
+    /// left-hand sides and outputs, with and without accumulation, against f64 sums; and, where
+    /// our AVX-512 kernel runs, each row's bits the same whether the rows are computed together
+    /// or one call per row (the attention splits rows between threads by their number).
+    #[test]
+    fn products_of_every_shape_match_f64_and_do_not_depend_on_the_row_split() {
+        let val = |i: usize, s: usize| ((i * 7919 + s * 104729) % 2003) as f32 / 1001.0 - 1.0;
+        #[cfg(target_arch = "x86_64")]
+        let ours = avx512::available();
+        #[cfg(not(target_arch = "x86_64"))]
+        let ours = false;
+        for (m, n, k) in [
+            (1, 1, 1),
+            (13, 33, 7),
+            (12, 32, 64),
+            (25, 70, 3),
+            (5, 16, 300),
+        ] {
+            for rhs_rows_contiguous in [true, false] {
+                let (lrs, lcs) = (k + 3, 1);
+                let a: Vec<f32> = (0..m * lrs).map(|i| val(i, 1)).collect();
+                let lhs = Strided {
+                    data: &a,
+                    rows: m,
+                    cols: k,
+                    row_stride: lrs,
+                    col_stride: lcs,
+                };
+                let (rrs, rcs) = if rhs_rows_contiguous {
+                    (n + 5, 1)
+                } else {
+                    (1, k + 2)
+                };
+                let b: Vec<f32> = (0..(k + 2) * (n + 5)).map(|i| val(i, 2)).collect();
+                let rhs = Strided {
+                    data: &b,
+                    rows: k,
+                    cols: n,
+                    row_stride: rrs,
+                    col_stride: rcs,
+                };
+                let ldc = n + 4;
+                let start: Vec<f32> = (0..m * ldc).map(|i| val(i, 3)).collect();
+                for accumulate in [false, true] {
+                    let mut whole = start.clone();
+                    matmul_f32(&mut whole, ldc, accumulate, lhs, rhs, 0.25);
+                    for r in 0..m {
+                        for c in 0..ldc {
+                            let got = whole[r * ldc + c];
+                            if c >= n {
+                                assert_eq!(got, start[r * ldc + c], "column {c} past the view");
+                                continue;
+                            }
+                            let dot: f64 = (0..k)
+                                .map(|i| a[r * lrs + i] as f64 * b[i * rrs + c * rcs] as f64)
+                                .sum();
+                            let base = if accumulate {
+                                start[r * ldc + c] as f64
+                            } else {
+                                0.0
+                            };
+                            let want = base + 0.25 * dot;
+                            assert!(
+                                (got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
+                                "{m}x{n}x{k} ({r}, {c}): {got} vs {want}"
+                            );
+                        }
+                        // (The `gemm` crate's rows can change in the last bit with the
+                        // number of rows; only our kernel promises this.)
+                        if !(rhs_rows_contiguous && ours) {
+                            continue;
+                        }
+                        let mut one = start[r * ldc..][..ldc].to_vec();
+                        let row = Strided {
+                            data: &a[r * lrs..],
+                            rows: 1,
+                            ..lhs
+                        };
+                        matmul_f32(&mut one, ldc, accumulate, row, rhs, 0.25);
+                        assert_eq!(one, whole[r * ldc..][..ldc], "{m}x{n}x{k} row {r} alone");
+                    }
+                }
+            }
         }
     }
 }

@@ -383,6 +383,12 @@ pub(crate) fn attention(
     // stacked), so each block reads and packs every key and value once per kv head.
     let max_rows = (ATTENTION_ROWS * 2 / group).max(16);
     let block_rows = (n_q / (rayon::current_num_threads() * 4)).clamp(16, max_rows);
+    // Every segment's keys transposed once, `[kv head][dim][key]`: each block's score product
+    // then reads rows of consecutive keys, which f32 kernels stream without packing.
+    let keys_t: Vec<Vec<f32>> = segments
+        .iter()
+        .map(|seg| transposed_keys(seg.k, seg.len, kv_dim))
+        .collect();
     out.par_chunks_mut(block_rows * q_dim)
         .enumerate()
         .for_each(|(b, out_rows)| {
@@ -440,6 +446,7 @@ pub(crate) fn attention(
                     rows,
                     group,
                     segments,
+                    &keys_t,
                     g * hd,
                     kv_dim,
                     hd,
@@ -471,6 +478,7 @@ fn attend_group(
     rows: usize,
     group: usize,
     segments: &[KeySegment],
+    keys_t: &[Vec<f32>],
     kv_off: usize,
     kv_dim: usize,
     hd: usize,
@@ -495,13 +503,17 @@ fn attend_group(
         col_stride: 1,
     };
     let mut col = 0;
-    for (seg, u) in segments.iter().zip(unions).filter(|(_, u)| !u.is_empty()) {
+    for ((seg, kt), u) in segments.iter().zip(keys_t).zip(unions) {
+        if u.is_empty() {
+            continue;
+        }
+        // Dimension d of key j at kt[(kv_off + d) * len + j].
         let keys_t = Strided {
-            data: &seg.k[u.start * kv_dim + kv_off..],
+            data: &kt[kv_off * seg.len + u.start..],
             rows: hd,
             cols: u.len(),
-            row_stride: 1,
-            col_stride: kv_dim,
+            row_stride: seg.len,
+            col_stride: 1,
         };
         matmul_f32(&mut scores[col..], width, false, q_view, keys_t, scale);
         col += u.len();
@@ -551,6 +563,28 @@ fn attend_group(
         first = false;
         col += u.len();
     }
+}
+
+/// `len` rows of `kv_dim` keys, transposed: element `(j, d)` at `d * len + j`. Sixteen
+/// dimensions at a time, so that each key row is read in whole cache lines.
+fn transposed_keys(k: &[f32], len: usize, kv_dim: usize) -> Vec<f32> {
+    const DIMS: usize = 16;
+    let mut kt = vec![0.0f32; len * kv_dim];
+    if kt.is_empty() {
+        return kt;
+    }
+    kt.par_chunks_mut(DIMS * len)
+        .enumerate()
+        .for_each(|(blk, rows)| {
+            let d0 = blk * DIMS;
+            let dims = rows.len() / len.max(1);
+            for (j, key) in k.chunks_exact(kv_dim).take(len).enumerate() {
+                for (i, &v) in key[d0..d0 + dims].iter().enumerate() {
+                    rows[i * len + j] = v;
+                }
+            }
+        });
+    kt
 }
 
 /// Keys per score task, and the fewest head dimensions per value task, of
