@@ -281,6 +281,8 @@ pub(crate) type QuantizePanelFn = fn(&[f32], &mut [BlockQ8_0], &mut [f32], &mut 
 pub(crate) struct PanelKernels {
     /// Rows per panel.
     pub rows: usize,
+    /// Most tokens per micro-kernel call (the tile's width).
+    pub tokens: usize,
     /// Q4_0 weights.
     pub q4_0: PanelFn,
     /// Q8_0 weights, where the level can do it without saturating.
@@ -669,7 +671,7 @@ fn gemm_panels(
         let (w, out) = (&ws[i], &outs[i]);
         let (rows, bpr, row_bytes) = (w.rows, w.cols / QK, w.row_bytes());
         with_buffer(&PANEL, |panel| {
-            let mut tile = vec![0.0f32; 4 * prows];
+            let mut tile = vec![0.0f32; kernels.tokens * prows];
             // Each panel is packed once and every token streams past it: packing costs
             // about as much as a few tokens' worth of multiply-adds. The next panel's
             // weights are fetched while this one computes, so packing does not wait on
@@ -691,8 +693,8 @@ fn gemm_panels(
                 }
                 for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
                     let t_end = (t0 + TOKEN_TILE).min(n_tokens);
-                    for t in (t0..t_end).step_by(4) {
-                        let nt = (t_end - t).min(4);
+                    for t in (t0..t_end).step_by(kernels.tokens) {
+                        let nt = (t_end - t).min(kernels.tokens);
                         kernel(panel, acts, t, nt, &mut tile);
                         for dt in 0..nt {
                             let run = &tile[dt * prows..][..r.len()];

@@ -35,6 +35,7 @@ static AVX2: Kernels = Kernels {
     quantize_q8_0,
     panel: Some(PanelKernels {
         rows: 8,
+        tokens: 4,
         q4_0: avx2::panel_q4_0,
         // maddubs would saturate on 255 · 127 · 2.
         q8_0: None,
@@ -58,6 +59,7 @@ static AVX512: Kernels = Kernels {
     quantize_q8_0,
     panel: Some(PanelKernels {
         rows: 16,
+        tokens: 4,
         q4_0: avx512::panel_q4_0,
         q8_0: None,
         pack_q4_0,
@@ -78,7 +80,8 @@ static AVX512_VNNI: Kernels = Kernels {
     rows_q4_0: Some(vnni::rows_q4_0),
     quantize_q8_0,
     panel: Some(PanelKernels {
-        rows: 16,
+        rows: 32,
+        tokens: 6,
         q4_0: vnni::panel_q4_0,
         q8_0: Some(vnni::panel_q8_0),
         pack_q4_0,
@@ -88,7 +91,15 @@ static AVX512_VNNI: Kernels = Kernels {
 };
 
 /// Checks everything a panel micro-kernel reads and writes, so the kernels may use raw pointers.
-fn check_panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &[f32], rows: usize) {
+fn check_panel(
+    p: &Panel,
+    x: &QActs,
+    t0: usize,
+    nt: usize,
+    out: &[f32],
+    rows: usize,
+    tokens: usize,
+) {
     let bpr = p.bpr;
     assert_eq!(p.rows, rows, "panel rows");
     assert_eq!(p.qs.len(), bpr * 32 * rows, "panel bytes");
@@ -98,7 +109,7 @@ fn check_panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &[f32], rows: us
         x.offset, p.offset,
         "activation sums made for this weight type"
     );
-    assert!((1..=4).contains(&nt), "1..=4 tokens per call");
+    assert!((1..=tokens).contains(&nt), "1..={tokens} tokens per call");
     let end = (t0 + nt) * bpr;
     assert!(
         x.q.len() >= end && x.d.len() >= end && x.sum.len() >= end,
@@ -107,8 +118,8 @@ fn check_panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &[f32], rows: us
     assert!(out.len() >= nt * rows, "panel output");
 }
 
-/// Packs a panel of Q4_0 rows (see `Panel`); a full panel of 8 (AVX2) or 16 (AVX-512) rows
-/// by transposing: each row's 16 quant bytes of a block are one load, and a 4-byte-group
+/// Packs a panel of Q4_0 rows (see `Panel`); a full panel of 8 (AVX2), 16 or 32 (AVX-512)
+/// rows by transposing (16 rows at a time at AVX-512): each row's 16 quant bytes of a block are one load, and a 4-byte-group
 /// transpose of the panel's rows yields groups `j` (low nibbles) and `j + 4` (high nibbles) of
 /// every row at once. Partial panels take the generic path.
 pub(super) fn pack_q4_0(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ4_0]) {
@@ -139,14 +150,14 @@ fn pack_with<B>(
     generic: fn(&mut Panel, usize, usize, &[B]),
     simd: [PackFn<B>; 2],
 ) {
-    if w.len() != rows * bpr || !matches!(rows, 8 | 16) {
+    if w.len() != rows * bpr || !matches!(rows, 8 | 16 | 32) {
         return generic(p, rows, bpr, w);
     }
     p.reset(rows, bpr, offset, rows);
-    // SAFETY: 8-row panels exist at AVX2 levels and 16-row ones at AVX-512 levels (the caller
-    // got `rows` from a table handed out after feature detection); `w` holds `rows` rows of
-    // `bpr` blocks and the panel was sized for them just above.
-    unsafe { simd[usize::from(rows == 16)](p, bpr, w) }
+    // SAFETY: 8-row panels exist at AVX2 levels and 16- and 32-row ones at AVX-512 levels
+    // (the caller got `rows` from a table handed out after feature detection); `w` holds `rows`
+    // rows of `bpr` blocks and the panel was sized for them just above.
+    unsafe { simd[usize::from(rows != 8)](p, bpr, w) }
 }
 
 /// Both block types start with the f16 scale; the quants follow at byte 2.
@@ -232,35 +243,41 @@ unsafe fn scales_8(blk: *const u8, row_bytes: usize, d: *mut f32) {
 macro_rules! transposing_packer {
     ($name:ident, $feat:literal, $rows:literal, $vi:ty, $scales:ident, $transpose:ident,
      $set1:ident, $and:ident, $srli:ident, $xor:ident, $store:ident) => {
+        /// Packs the panel's `p.rows` rows (a multiple of the width) a width at a time.
         #[target_feature(enable = $feat)]
         unsafe fn $name<B, const Q4: bool>(p: &mut Panel, bpr: usize, w: &[B]) {
             let block = std::mem::size_of::<B>();
-            let base = w.as_ptr() as *const u8;
-            let (qs, d) = (p.qs.as_mut_ptr(), p.d.as_mut_ptr());
-            let dst = |b: usize, k: usize| qs.add((b * 8 + k) * $rows * 4) as *mut $vi;
-            for b in 0..bpr {
-                // SAFETY (of every read below): row i's block b is the `block` bytes at
-                // (i · bpr + b) · block of `w`; the scale gather reads its bytes 0..4 and the
-                // quant loads bytes QS_OFFSET..QS_OFFSET + 16 (and + 16..32 for Q8_0's 34).
-                let blk = base.add(b * block);
-                $scales(blk, bpr * block, d.add(b * $rows));
-                let quants = |at: usize| {
-                    std::array::from_fn(|i| {
-                        let row = blk.add(i * bpr * block + QS_OFFSET + at);
-                        _mm_loadu_si128(row as *const __m128i)
-                    })
-                };
-                if Q4 {
-                    let nibbles = $set1(0x0f0f_0f0f);
-                    for (j, g) in $transpose(quants(0)).into_iter().enumerate() {
-                        $store(dst(b, j), $and(g, nibbles));
-                        $store(dst(b, j + 4), $and($srli::<4>(g), nibbles));
-                    }
-                } else {
-                    let bias = $set1(0x8080_8080u32 as i32);
-                    for half in 0..2 {
-                        for (j, g) in $transpose(quants(16 * half)).into_iter().enumerate() {
-                            $store(dst(b, 4 * half + j), $xor(g, bias));
+            let (qs, d, panel_rows) = (p.qs.as_mut_ptr(), p.d.as_mut_ptr(), p.rows);
+            for r0 in (0..panel_rows).step_by($rows) {
+                // Rows r0..r0 + width: their lanes of every group and scale vector.
+                let base = (w.as_ptr() as *const u8).add(r0 * bpr * block);
+                let dst =
+                    |b: usize, k: usize| qs.add(((b * 8 + k) * panel_rows + r0) * 4) as *mut $vi;
+                let d = d.add(r0);
+                for b in 0..bpr {
+                    // SAFETY (of every read below): row i's block b is the `block` bytes at
+                    // (i · bpr + b) · block of `w`; the scale gather reads its bytes 0..4 and the
+                    // quant loads bytes QS_OFFSET..QS_OFFSET + 16 (and + 16..32 for Q8_0's 34).
+                    let blk = base.add(b * block);
+                    $scales(blk, bpr * block, d.add(b * panel_rows));
+                    let quants = |at: usize| {
+                        std::array::from_fn(|i| {
+                            let row = blk.add(i * bpr * block + QS_OFFSET + at);
+                            _mm_loadu_si128(row as *const __m128i)
+                        })
+                    };
+                    if Q4 {
+                        let nibbles = $set1(0x0f0f_0f0f);
+                        for (j, g) in $transpose(quants(0)).into_iter().enumerate() {
+                            $store(dst(b, j), $and(g, nibbles));
+                            $store(dst(b, j + 4), $and($srli::<4>(g), nibbles));
+                        }
+                    } else {
+                        let bias = $set1(0x8080_8080u32 as i32);
+                        for half in 0..2 {
+                            for (j, g) in $transpose(quants(16 * half)).into_iter().enumerate() {
+                                $store(dst(b, 4 * half + j), $xor(g, bias));
+                            }
                         }
                     }
                 }
@@ -305,26 +322,40 @@ pub(super) fn prefetch_l2(bytes: &[u8]) {
     }
 }
 
-/// Generates the safe entry points of one module's kernels.
+/// Generates the safe entry points of one module's kernels; panel kernels take 1..=4 tokens a
+/// call, or 1..=6 with `tokens = 6`.
 macro_rules! safe_entries {
     (rows = $rows:literal, panels only, $( $panel:ident => $inner:ident ),*) => {
+        safe_entries!(rows = $rows, tokens = 4, panels only, $( $panel => $inner ),*);
+    };
+    (rows = $rows:literal, tokens = $tokens:literal, panels only,
+     $( $panel:ident => $inner:ident ),*) => {
         $(
             pub(super) fn $panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &mut [f32]) {
-                super::check_panel(p, x, t0, nt, out, $rows);
+                super::check_panel(p, x, t0, nt, out, $rows, $tokens);
                 // SAFETY: features checked by dispatch; bounds checked by check_panel.
                 unsafe {
                     match nt {
                         1 => $inner::<1>(p, x, t0, out),
                         2 => $inner::<2>(p, x, t0, out),
                         3 => $inner::<3>(p, x, t0, out),
-                        _ => $inner::<4>(p, x, t0, out),
+                        4 => $inner::<4>(p, x, t0, out),
+                        5 if $tokens > 4 => $inner::<5>(p, x, t0, out),
+                        6 if $tokens > 4 => $inner::<6>(p, x, t0, out),
+                        _ => unreachable!("checked by check_panel"),
                     }
                 }
             }
         )*
     };
+    (rows = $rows:literal, tokens = $tokens:literal, $( $panel:ident => $inner:ident ),*) => {
+        safe_entries!(rows = $rows, tokens = $tokens, panels only, $( $panel => $inner ),*);
+        safe_entries!(@dots);
+    };
     (rows = $rows:literal, $( $panel:ident => $inner:ident ),*) => {
-        safe_entries!(rows = $rows, panels only, $( $panel => $inner ),*);
+        safe_entries!(rows = $rows, tokens = 4, $( $panel => $inner ),*);
+    };
+    (@dots) => {
         pub(super) fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
             assert_eq!(w.len(), x.len());
             // SAFETY: the table holding this fn is only handed out after feature detection.
@@ -875,18 +906,16 @@ unsafe fn dot_f_avx512<T: Copy>(
     s
 }
 
-/// The panel micro-kernel (see [`Panel`]): `R = 4 · lanes` rows × `T` tokens. Written once as a
-/// macro over the vector width and a block's integer sum, which four helpers define:
-/// `$start(offset term)` → partial sum, `$dot4(partial, w, x)` adds one 4-byte group of every
-/// row, `$combine` adds two partials, `$finish(partial, offset term)` → i32 lanes. With
-/// `vpdpbusd` the partial is the i32 sum itself; with `maddubs` it is the i16 pair sums, kept in
-/// i16 for the whole block (8 groups: at most 8 · 2 · 15 · 128 = 30720 < 2^15, exact) and widened
-/// once by `madd`, so a block costs 8 `maddubs` + 1 `madd` instead of 8 of each.
+/// The `maddubs` panel micro-kernel (see [`Panel`]): `R = 4 · lanes` rows × `T` tokens, written
+/// once as a macro over the vector width. `$dot4(pairs, w, x)` adds one 4-byte group of every
+/// row to a block's i16 pair sums, kept in i16 for the whole block (8 groups: at most
+/// 8 · 2 · 15 · 128 = 30720 < 2^15, exact); `$finish(pairs, offset term)` widens them once by
+/// `madd` and adds the offset term, so a block costs 8 `maddubs` + 1 `madd` instead of 8 of each.
+/// (The `vpdpbusd` kernel, which accumulates in i32, is written out in `vnni`.)
 macro_rules! panel_kernel {
-    ($name:ident, $feat:literal, $rows:literal, $two_chains:literal, $vi:ty,
-     $start:ident, $set1_i:ident, $loadu_i:ident, $dot4:ident, $combine:ident, $finish:ident,
-     $zero_f:ident, $set1_f:ident, $loadu_f:ident, $storeu_f:ident, $mul:ident, $fmadd:ident,
-     $cvt:ident) => {
+    ($name:ident, $feat:literal, $rows:literal, $vi:ty, $zero_i:ident, $set1_i:ident,
+     $loadu_i:ident, $dot4:ident, $finish:ident, $zero_f:ident, $set1_f:ident, $loadu_f:ident,
+     $storeu_f:ident, $mul:ident, $fmadd:ident, $cvt:ident) => {
         #[target_feature(enable = $feat)]
         pub(super) unsafe fn $name<const T: usize>(
             p: &Panel,
@@ -902,31 +931,18 @@ macro_rules! panel_kernel {
             let xs = x.sum.as_ptr().add(t0 * bpr);
             let mut acc = [$zero_f(); T];
             for b in 0..bpr {
-                // With `$two_chains`, two integer chains per token (even and odd k) so the
-                // accumulate latency of `vpdpbusd` does not bound the loop; their sum is exact.
-                // (An i16 add's latency is one cycle: one chain, and registers to spare.)
-                let mut ai: [$vi; T] = [$start(0); T];
-                let mut aj: [$vi; T] = [$start(0); T];
-                for (t, a) in ai.iter_mut().enumerate() {
-                    *a = $start(*xs.add(t * bpr + b));
-                }
-                for k in (0..8).step_by(2) {
+                // One chain per token: an i16 add's latency is one cycle.
+                let mut pairs: [$vi; T] = [$zero_i(); T];
+                for k in 0..8 {
                     let wv = $loadu_i(wq.add((b * 8 + k) * $rows * 4) as *const _);
-                    let wu = $loadu_i(wq.add((b * 8 + k + 1) * $rows * 4) as *const _);
-                    for t in 0..T {
+                    for (t, a) in pairs.iter_mut().enumerate() {
                         let xp = (*xq.add(t * bpr + b)).qs.as_ptr().add(4 * k) as *const i32;
-                        ai[t] = $dot4(ai[t], wv, $set1_i(xp.read_unaligned()));
-                        let odd = $set1_i(xp.add(1).read_unaligned());
-                        if $two_chains {
-                            aj[t] = $dot4(aj[t], wu, odd);
-                        } else {
-                            ai[t] = $dot4(ai[t], wu, odd);
-                        }
+                        *a = $dot4(*a, wv, $set1_i(xp.read_unaligned()));
                     }
                 }
                 let dw = $loadu_f(wd.add(b * $rows));
                 for (t, a) in acc.iter_mut().enumerate() {
-                    let isum = $finish($combine(ai[t], aj[t]), *xs.add(t * bpr + b));
+                    let isum = $finish(pairs[t], *xs.add(t * bpr + b));
                     let s = $mul(dw, $set1_f(*xd.add(t * bpr + b)));
                     *a = $fmadd($cvt(isum), s, *a);
                 }
@@ -1034,10 +1050,6 @@ mod avx2 {
 
     // A block's i16 pair sums (see `panel_kernel!`); w is 0..=15.
     #[inline(always)]
-    unsafe fn start(_offset_term: i32) -> __m256i {
-        _mm256_setzero_si256()
-    }
-    #[inline(always)]
     unsafe fn dot4(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
         _mm256_add_epi16(acc, _mm256_maddubs_epi16(w, x))
     }
@@ -1051,13 +1063,11 @@ mod avx2 {
         panel_q4_0_impl,
         "avx2,fma,f16c",
         8,
-        false,
         __m256i,
-        start,
+        _mm256_setzero_si256,
         _mm256_set1_epi32,
         _mm256_loadu_si256,
         dot4,
-        _mm256_add_epi16,
         finish,
         _mm256_setzero_ps,
         _mm256_set1_ps,
@@ -1106,10 +1116,6 @@ mod avx512 {
 
     // A block's i16 pair sums (see `panel_kernel!`); w is 0..=15.
     #[inline(always)]
-    unsafe fn start(_offset_term: i32) -> __m512i {
-        _mm512_setzero_si512()
-    }
-    #[inline(always)]
     unsafe fn dot4(acc: __m512i, w: __m512i, x: __m512i) -> __m512i {
         _mm512_add_epi16(acc, _mm512_maddubs_epi16(w, x))
     }
@@ -1123,13 +1129,11 @@ mod avx512 {
         panel_q4_0_impl,
         "avx2,fma,f16c,avx512f,avx512bw,avx512vl",
         16,
-        false,
         __m512i,
-        start,
+        _mm512_setzero_si512,
         _mm512_set1_epi32,
         _mm512_loadu_si512,
         dot4,
-        _mm512_add_epi16,
         finish,
         _mm512_setzero_ps,
         _mm512_set1_ps,
@@ -1144,7 +1148,7 @@ mod avx512 {
 mod vnni {
     use super::*;
 
-    safe_entries!(rows = 16, panel_q4_0 => panel_impl,
+    safe_entries!(rows = 32, tokens = 6, panel_q4_0 => panel_impl,
                   // Same kernel: Q8_0 panels hold q + 128 with offset 128.
                   panel_q8_0 => panel_impl);
 
@@ -1220,32 +1224,55 @@ mod vnni {
         dot_rows(w, x, out, rows8, |w| dot_q4_0_impl::<false>(w, x));
     }
 
-    // `vpdpbusd` accumulates in i32: the partial starts at the offset term and is the sum.
-    #[inline(always)]
-    unsafe fn keep(isum: __m512i, _offset_term: i32) -> __m512i {
-        isum
+    /// The panel micro-kernel (see [`Panel`]) with `vpdpbusd`: 32 rows (two zmm) × `T ≤ 6`
+    /// tokens, each token's 4 bytes of x broadcast once for both halves of the rows. Per block,
+    /// each (half, token) sum starts at the offset term and accumulates 8 groups in i32 (exact),
+    /// then is scaled into f32 in the reference's order: `acc + float(isum) · (d_w · d_x)`,
+    /// unfused. (16 rows × 4 tokens read 172 GMAC/s on one core of the Xeon, this 242: the x
+    /// broadcasts and the float epilogue are shared by, or spread over, twice the rows.)
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn panel_impl<const T: usize>(p: &Panel, x: &QActs, t0: usize, out: &mut [f32]) {
+        let bpr = p.bpr;
+        let wq = p.qs.as_ptr();
+        let wd = p.d.as_ptr();
+        let xq = x.q.as_ptr().add(t0 * bpr);
+        let xd = x.d.as_ptr().add(t0 * bpr);
+        let xs = x.sum.as_ptr().add(t0 * bpr);
+        let mut acc_lo = [_mm512_setzero_ps(); T];
+        let mut acc_hi = [_mm512_setzero_ps(); T];
+        for b in 0..bpr {
+            let mut lo: [__m512i; T] =
+                std::array::from_fn(|t| _mm512_set1_epi32(*xs.add(t * bpr + b)));
+            let mut hi = lo;
+            for k in 0..8 {
+                let group = wq.add((b * 8 + k) * 32 * 4);
+                let (w_lo, w_hi) = (
+                    _mm512_loadu_si512(group as *const _),
+                    _mm512_loadu_si512(group.add(64) as *const _),
+                );
+                for t in 0..T {
+                    let xp = (*xq.add(t * bpr + b)).qs.as_ptr().add(4 * k) as *const i32;
+                    let xv = _mm512_set1_epi32(xp.read_unaligned());
+                    lo[t] = _mm512_dpbusd_epi32(lo[t], w_lo, xv);
+                    hi[t] = _mm512_dpbusd_epi32(hi[t], w_hi, xv);
+                }
+            }
+            let (dw_lo, dw_hi) = (
+                _mm512_loadu_ps(wd.add(b * 32)),
+                _mm512_loadu_ps(wd.add(b * 32 + 16)),
+            );
+            for t in 0..T {
+                let dx = _mm512_set1_ps(*xd.add(t * bpr + b));
+                let (s_lo, s_hi) = (_mm512_mul_ps(dw_lo, dx), _mm512_mul_ps(dw_hi, dx));
+                acc_lo[t] = madd_unfused512(_mm512_cvtepi32_ps(lo[t]), s_lo, acc_lo[t]);
+                acc_hi[t] = madd_unfused512(_mm512_cvtepi32_ps(hi[t]), s_hi, acc_hi[t]);
+            }
+        }
+        for t in 0..T {
+            _mm512_storeu_ps(out.as_mut_ptr().add(t * 32), acc_lo[t]);
+            _mm512_storeu_ps(out.as_mut_ptr().add(t * 32 + 16), acc_hi[t]);
+        }
     }
-
-    panel_kernel!(
-        panel_impl,
-        "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-        16,
-        true,
-        __m512i,
-        _mm512_set1_epi32,
-        _mm512_set1_epi32,
-        _mm512_loadu_si512,
-        _mm512_dpbusd_epi32,
-        _mm512_add_epi32,
-        keep,
-        _mm512_setzero_ps,
-        _mm512_set1_ps,
-        _mm512_loadu_ps,
-        _mm512_storeu_ps,
-        _mm512_mul_ps,
-        madd_unfused512,
-        _mm512_cvtepi32_ps
-    );
 }
 
 /// The int8 peak loop of `level` (see `ceiling`): independent accumulators, more than the
