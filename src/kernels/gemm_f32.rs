@@ -2,7 +2,7 @@
 //! SIMD). Used by attention, whose operands are heads laid out inside wider rows.
 
 #[cfg(target_arch = "x86_64")]
-mod avx512;
+mod x86;
 
 /// A read-only strided matrix inside a slice: element `(r, c)` is at
 /// `data[r * row_stride + c * col_stride]`.
@@ -28,9 +28,10 @@ impl Strided<'_> {
 
 /// `dst[r, c] (+)= scale · Σ_k lhs[r, k] · rhs[k, c]`, where `dst` is row-major with
 /// `dst_row_stride` and adds to its old contents when `accumulate` is set. Runs on the calling
-/// thread (callers parallelize over heads and row blocks). With AVX-512 and a right-hand side
-/// of contiguous rows (`rhs.col_stride == 1`), a kernel of ours runs it (see `avx512.rs`),
-/// else the `gemm` crate.
+/// thread (callers parallelize over heads and row blocks). On x86 (AVX2 + FMA or AVX-512) with
+/// a right-hand side of contiguous rows (`rhs.col_stride == 1`), a kernel of ours runs it, with
+/// the same bits whatever the CPU and the row split (see `gemm_f32/x86.rs`); else the `gemm`
+/// crate.
 pub fn matmul_f32(
     dst: &mut [f32],
     dst_row_stride: usize,
@@ -59,10 +60,10 @@ pub fn matmul_f32(
         "dst view out of bounds"
     );
     #[cfg(target_arch = "x86_64")]
-    if rhs.col_stride == 1 && avx512::available() {
-        // SAFETY: the CPU has AVX-512F; the asserts above keep the views in bounds, and
-        // m, n, k > 0.
-        return unsafe { avx512::matmul(dst, dst_row_stride, accumulate, lhs, rhs, scale) };
+    if let Some(width) = x86::width().filter(|_| rhs.col_stride == 1) {
+        // SAFETY: `width` is what this CPU has; the asserts above keep the views in bounds,
+        // and m, n, k > 0.
+        return unsafe { x86::matmul(width, dst, dst_row_stride, accumulate, lhs, rhs, scale) };
     }
     // SAFETY: the three asserts above keep every element the views address inside their
     // slices; `dst` is borrowed mutably and cannot alias `lhs` or `rhs`.
@@ -134,7 +135,7 @@ mod tests {
     fn products_of_every_shape_match_f64_and_do_not_depend_on_the_row_split() {
         let val = |i: usize, s: usize| ((i * 7919 + s * 104729) % 2003) as f32 / 1001.0 - 1.0;
         #[cfg(target_arch = "x86_64")]
-        let ours = avx512::available();
+        let ours = x86::width().is_some();
         #[cfg(not(target_arch = "x86_64"))]
         let ours = false;
         for (m, n, k) in [
@@ -208,6 +209,51 @@ mod tests {
                         assert_eq!(one, whole[r * ldc..][..ldc], "{m}x{n}x{k} row {r} alone");
                     }
                 }
+            }
+        }
+    }
+
+    /// The AVX2 and AVX-512 kernels give the same bits (one order of operations per element),
+    /// on every tail.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn both_x86_widths_give_the_same_bits() {
+        if !is_x86_feature_detected!("avx512f") {
+            return; // Only an AVX-512 CPU runs both.
+        }
+        let val = |i: usize, s: usize| ((i * 7919 + s * 104729) % 2003) as f32 / 1001.0 - 1.0;
+        for (m, n, k) in [
+            (1, 1, 1),
+            (13, 33, 7),
+            (12, 32, 64),
+            (25, 70, 3),
+            (7, 17, 300),
+        ] {
+            let a: Vec<f32> = (0..m * (k + 1)).map(|i| val(i, 1)).collect();
+            let b: Vec<f32> = (0..k * (n + 2)).map(|i| val(i, 2)).collect();
+            let lhs = Strided {
+                data: &a,
+                rows: m,
+                cols: k,
+                row_stride: k + 1,
+                col_stride: 1,
+            };
+            let rhs = Strided {
+                data: &b,
+                rows: k,
+                cols: n,
+                row_stride: n + 2,
+                col_stride: 1,
+            };
+            let start: Vec<f32> = (0..m * n).map(|i| val(i, 3)).collect();
+            for accumulate in [false, true] {
+                let [mut y, mut z] = [start.clone(), start.clone()];
+                // SAFETY: the CPU has AVX-512F (so AVX2 and FMA); the views are in bounds.
+                unsafe {
+                    x86::matmul(x86::Width::Ymm, &mut y, n, accumulate, lhs, rhs, 0.5);
+                    x86::matmul(x86::Width::Zmm, &mut z, n, accumulate, lhs, rhs, 0.5);
+                }
+                assert_eq!(y, z, "{m}x{n}x{k}");
             }
         }
     }
