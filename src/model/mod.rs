@@ -26,7 +26,7 @@ pub const MAX_INPUT_TOKENS: usize = 1 << 20;
 
 /// The most decoder positions [`generate`](crate::generate::generate) reserves cache room for
 /// ahead ([`DecoderState::reserve`]); a longer generation grows its caches as it goes.
-pub const MAX_RESERVED_POSITIONS: usize = 4096;
+pub const MAX_RESERVED_POSITIONS: usize = 1024;
 
 /// Runs `f` on a worker thread of the current rayon pool (at once if this is one). A forward
 /// pass runs ~10 parallel loops per layer; started from a thread outside the pool, each of them
