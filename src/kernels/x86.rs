@@ -742,53 +742,73 @@ unsafe fn quantize_q8_0_impl<const PANEL: bool>(
 ) {
     let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
     let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (i, (block, xs)) in out.iter_mut().zip(x.chunks_exact(32)).enumerate() {
-        let p = xs.as_ptr();
-        let v = [0, 8, 16, 24].map(|o| _mm256_loadu_ps(p.add(o)));
-        // |v| with NaN lanes zeroed (f32::max ignores NaN); max is exact in any order.
-        let a = v.map(|v| {
-            let ordered = _mm256_cmp_ps::<_CMP_ORD_Q>(v, v);
-            _mm256_and_ps(_mm256_and_ps(v, abs_mask), ordered)
-        });
-        let m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
-        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-        let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let dh = _mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(d));
-        block.d = f16::from_bits(_mm_extract_epi16::<0>(dh) as u16);
-        let idv = _mm256_set1_ps(id);
-        // Halves away from zero, as `round_half_away`: truncate, then step by the remainder.
-        let q = v.map(|v| {
-            // Clamped to the i8 range first (NaN passes through as the second operand): with a
-            // subnormal scale `id` is infinite, and the reference's `as` casts saturate.
-            let s = _mm256_mul_ps(v, idv);
-            let s = _mm256_max_ps(
-                _mm256_set1_ps(-128.0),
-                _mm256_min_ps(_mm256_set1_ps(127.0), s),
+    // Eight blocks at a time: their maxima first, then their scales by one vector division
+    // each, then their quants. (Block by block, each block's quants waited on a chain of two
+    // scalar divisions, and the scheduler held too few blocks to hide it: ~60 cycles a block.)
+    for (c, (blocks, xs)) in out.chunks_mut(8).zip(x.chunks(8 * 32)).enumerate() {
+        let mut amax = [0.0f32; 8];
+        for (a, xs) in amax.iter_mut().zip(xs.chunks_exact(32)) {
+            let p = xs.as_ptr();
+            // |v| with NaN lanes zeroed (f32::max ignores NaN); max is exact in any order.
+            let v = [0, 8, 16, 24].map(|o| {
+                let v = _mm256_loadu_ps(p.add(o));
+                let ordered = _mm256_cmp_ps::<_CMP_ORD_Q>(v, v);
+                _mm256_and_ps(_mm256_and_ps(v, abs_mask), ordered)
+            });
+            let m = _mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3]));
+            let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+            *a = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        }
+        // d = amax / 127 and id = 1 / d (0 where d is 0), lane by lane as the reference's
+        // scalar divisions; the f16 scale rounds to nearest even.
+        let d = _mm256_div_ps(_mm256_loadu_ps(amax.as_ptr()), _mm256_set1_ps(127.0));
+        let nonzero = _mm256_cmp_ps::<_CMP_NEQ_OQ>(d, _mm256_setzero_ps());
+        let id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0), d), nonzero);
+        let dh = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(d);
+        let (mut ids, mut d16, mut d32) = ([0.0f32; 8], [0u16; 8], [0.0f32; 8]);
+        _mm256_storeu_ps(ids.as_mut_ptr(), id);
+        _mm_storeu_si128(d16.as_mut_ptr() as *mut __m128i, dh);
+        _mm256_storeu_ps(d32.as_mut_ptr(), _mm256_cvtph_ps(dh));
+        for (j, (block, xs)) in blocks.iter_mut().zip(xs.chunks_exact(32)).enumerate() {
+            let p = xs.as_ptr();
+            let v = [0, 8, 16, 24].map(|o| _mm256_loadu_ps(p.add(o)));
+            block.d = f16::from_bits(d16[j]);
+            let idv = _mm256_set1_ps(ids[j]);
+            // Halves away from zero, as `round_half_away`: truncate, then step by the remainder.
+            let q = v.map(|v| {
+                // Clamped to the i8 range first (NaN passes through as the second operand):
+                // with a subnormal scale `id` is infinite, and the reference's `as` casts
+                // saturate.
+                let s = _mm256_mul_ps(v, idv);
+                let s = _mm256_max_ps(
+                    _mm256_set1_ps(-128.0),
+                    _mm256_min_ps(_mm256_set1_ps(127.0), s),
+                );
+                let ordered = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_ORD_Q>(s, s));
+                let t = _mm256_and_si256(_mm256_cvttps_epi32(s), ordered);
+                let f = _mm256_sub_ps(s, _mm256_cvtepi32_ps(t));
+                let up = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GE_OQ>(f, _mm256_set1_ps(0.5)));
+                let down =
+                    _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(f, _mm256_set1_ps(-0.5)));
+                _mm256_add_epi32(_mm256_sub_epi32(t, up), down)
+            });
+            let q16 = _mm256_packs_epi16(
+                _mm256_packs_epi32(q[0], q[1]),
+                _mm256_packs_epi32(q[2], q[3]),
             );
-            let ordered = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_ORD_Q>(s, s));
-            let t = _mm256_and_si256(_mm256_cvttps_epi32(s), ordered);
-            let f = _mm256_sub_ps(s, _mm256_cvtepi32_ps(t));
-            let up = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GE_OQ>(f, _mm256_set1_ps(0.5)));
-            let down = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(f, _mm256_set1_ps(-0.5)));
-            _mm256_add_epi32(_mm256_sub_epi32(t, up), down)
-        });
-        let q16 = _mm256_packs_epi16(
-            _mm256_packs_epi32(q[0], q[1]),
-            _mm256_packs_epi32(q[2], q[3]),
-        );
-        let q8 = _mm256_permutevar8x32_epi32(q16, order);
-        _mm256_storeu_si256(block.qs.as_mut_ptr() as *mut __m256i, q8);
-        if PANEL {
-            d_out[i] = _mm_cvtss_f32(_mm_cvtph_ps(dh));
-            // Σ (q + 128) over the 32 bytes by `vpsadbw`, then the offset taken back out.
-            let biased = _mm256_xor_si256(q8, _mm256_set1_epi8(-128));
-            let s = _mm256_sad_epu8(biased, _mm256_setzero_si256());
-            let s = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-            let s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
-            sum_out[i] = -offset * (_mm_cvtsi128_si32(s) - 32 * 128);
+            let q8 = _mm256_permutevar8x32_epi32(q16, order);
+            _mm256_storeu_si256(block.qs.as_mut_ptr() as *mut __m256i, q8);
+            if PANEL {
+                let i = c * 8 + j;
+                d_out[i] = d32[j];
+                // Σ (q + 128) over the 32 bytes by `vpsadbw`, then the offset taken back out.
+                let biased = _mm256_xor_si256(q8, _mm256_set1_epi8(-128));
+                let s = _mm256_sad_epu8(biased, _mm256_setzero_si256());
+                let s = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+                let s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
+                sum_out[i] = -offset * (_mm_cvtsi128_si32(s) - 32 * 128);
+            }
         }
     }
 }
