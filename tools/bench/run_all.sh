@@ -33,6 +33,9 @@ log() { echo "[$(date +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)] $*" >&2;
 } > "$OUT/machine.json"
 
 cargo build --release --bin t5g >&2
+# The build leaves hundreds of MB of dirty pages; their writeback took a core from the first
+# two-thread timing below (270m encoder 1,700-1,870 tok/s in the script, 2,150-2,260 by hand).
+sync
 T5G=target/release/t5g
 bench() { # NAME RUNS ARGS...
     local name=$1 runs=$2; shift 2
