@@ -96,8 +96,9 @@ macro_rules! tile_kernel {
             let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
             let c = dst.as_mut_ptr();
             // One column panel of the right-hand side at a time, copied to `k` contiguous rows
-            // of NR (zero-padded past `n`): rows of a wide matrix lie a power of two apart as
-            // often as not, and read in place they would fight over a few L1 sets.
+            // of NR: rows of a wide matrix lie a power of two apart as often as not, and read
+            // in place they would fight over a few L1 sets. Past `n`, the last panel's columns
+            // keep the previous panel's values (or zeros): computed, never stored.
             let mut panel = vec![0.0f32; k * NR];
             for c0 in (0..n).step_by(NR) {
                 let nc = (n - c0).min(NR);
@@ -147,7 +148,7 @@ macro_rules! tile_kernel {
             let mut lo: [$vf; R] = [$zero(); R];
             let mut hi: [$vf; R] = [$zero(); R];
             for kk in 0..lhs.cols {
-                // A packed row: NR columns, zero past the matrix.
+                // A packed row of NR columns (see `matmul` for those past the matrix).
                 let row = b.add(kk * ldb);
                 let b0 = $loadu(row);
                 let b1 = $loadu(row.add($lanes));
