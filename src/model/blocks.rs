@@ -206,9 +206,10 @@ pub(crate) fn resized(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
     v
 }
 
-/// One layer's activations, reused by the next layer of a whole-input pass (the encoder):
-/// allocated afresh, each layer's megabytes went back to the kernel and came again as newly
-/// zeroed pages (page faults serialize threads on the address space).
+/// One layer's activations, reused by the next layer of a whole-input pass (the encoder) and,
+/// kept in a [`StepScratch`], by every layer of every decoder step: allocated afresh, each
+/// layer's megabytes went back to the kernel and came again as newly zeroed pages (page faults
+/// serialize threads on the address space), and a decoder step allocated every time.
 #[derive(Default)]
 pub(crate) struct Scratch {
     /// A normalized copy of the residual stream.
@@ -577,7 +578,7 @@ fn transposed_keys(k: &[f32], len: usize, kv_dim: usize) -> Vec<f32> {
         .enumerate()
         .for_each(|(blk, rows)| {
             let d0 = blk * DIMS;
-            let dims = rows.len() / len.max(1);
+            let dims = rows.len() / len;
             for (j, key) in k.chunks_exact(kv_dim).take(len).enumerate() {
                 for (i, &v) in key[d0..d0 + dims].iter().enumerate() {
                     rows[i * len + j] = v;
