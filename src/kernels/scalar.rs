@@ -20,11 +20,13 @@ fn isum_q4_0(bw: &BlockQ4_0, bx: &BlockQ8_0) -> i32 {
 }
 
 // Two summation orders define every quantized kernel, so that each level returns the same
-// bits: each block contributes `isum as f32 * (d_w * d_x)` (exact integer sum, two
-// roundings), and blocks are added either
-// - one by one in order (`*_seq`: the encoder's panel order), or
-// - into lane `b % 8`, the lanes then combined as [`combine_lanes`] says (the decoder's order,
-//   which SIMD kernels can follow at full width).
+// bits: each block's exact integer sum `isum` is scaled by `d_w * d_x` (one rounding), and
+// blocks are added either
+// - one by one in order, `sum = fma(isum as f32, d_w * d_x, sum)` (`*_seq`: the encoder's
+//   panel order; one fused multiply-add where the panel kernels' epilogue shares two ports
+//   with the integer multiplies), or
+// - `isum as f32 * (d_w * d_x)` into lane `b % 8`, the lanes then combined as
+//   [`combine_lanes`] says (the decoder's order, which SIMD kernels can follow at full width).
 
 /// How the eight lanes of the decoder order combine (what an x86 horizontal add does).
 pub fn combine_lanes(a: [f32; 8]) -> f32 {
@@ -54,7 +56,8 @@ fn dot_seq<B>(
     debug_assert_eq!(w.len(), x.len());
     let mut sum = 0.0f32;
     for (bw, bx) in w.iter().zip(x) {
-        sum += isum(bw, bx) as f32 * (wd(bw).to_f32() * bx.d.to_f32());
+        // `mul_add` rounds once on every target (a libm call where the CPU lacks FMA).
+        sum = (isum(bw, bx) as f32).mul_add(wd(bw).to_f32() * bx.d.to_f32(), sum);
     }
     sum
 }

@@ -110,8 +110,8 @@ fn q8_exact_from_q4(w: &[BlockQ4_0]) -> Vec<BlockQ8_0> {
 /// Row `r` of quantized `m` against activation blocks `xb` through the scalar reference, in the
 /// order a matmul of `n_tokens` tokens follows (decoder-sized calls the 8-lane order,
 /// encoder-sized ones the panel's), and whether `got` matches it: the same bits on x86 (its
-/// levels add exact block sums in the scalar order, unfused, so greedy output cannot depend on
-/// the level), within rounding elsewhere.
+/// levels scale and add exact block sums in the scalar order and rounding, so greedy output
+/// cannot depend on the level), within rounding elsewhere.
 fn scalar_row_check(
     m: &MatRef,
     r: usize,

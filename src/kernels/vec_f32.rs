@@ -198,6 +198,20 @@ pub fn rmsnorm_rows(x: &mut [f32], w: &[f32], eps: f32) {
     })
 }
 
+/// [`crate::ops::rmsnorm_into`] of whole rows, vectorized for the CPU.
+pub fn rmsnorm_rows_into(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    multiversion!(rmsnorm_into(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+        crate::ops::rmsnorm_into_body(x, w, eps, out)
+    })
+}
+
+/// [`crate::ops::add_rmsnormed`] of whole rows, vectorized for the CPU.
+pub fn add_rmsnormed_rows(x: &mut [f32], y: &mut [f32], w: &[f32], eps: f32) {
+    multiversion!(add_rmsnormed(x: &mut [f32], y: &mut [f32], w: &[f32], eps: f32) {
+        crate::ops::add_rmsnormed_body(x, y, w, eps)
+    })
+}
+
 /// `gate = gelu_tanh(gate) * up` with [`crate::ops::gelu_tanh`], vectorized for the CPU.
 pub fn gelu_gate(gate: &mut [f32], up: &[f32]) {
     multiversion!(gelu(gate: &mut [f32], up: &[f32]) {

@@ -454,13 +454,13 @@ unsafe fn dot_blocks<const SEQ: bool, B>(
     wd: impl Fn(&B) -> f16,
     block: impl Fn(&B, &BlockQ8_0) -> __m256i,
 ) -> f32 {
-    // Each block's integer sum is exact and is scaled as the scalar reference scales it
-    // (unfused); blocks are then added in the scalar reference's order, so every level
-    // returns the same bits: sequentially (SEQ), or into lane b % 8 (see `scalar`).
+    // Each block's integer sum is exact and is scaled and added as the scalar reference does
+    // it, so every level returns the same bits: sequentially with one fused multiply-add per
+    // block (SEQ), or into lane b % 8 (see `scalar`).
     if SEQ {
         let mut sum = 0.0f32;
         for (bw, bx) in w.iter().zip(x) {
-            sum += hsum_epi32(block(bw, bx)) as f32 * scale1(wd(bw), bx.d);
+            sum = (hsum_epi32(block(bw, bx)) as f32).mul_add(scale1(wd(bw), bx.d), sum);
         }
         return sum;
     }
@@ -845,19 +845,6 @@ unsafe fn scale1(a: f16, b: f16) -> f32 {
     _mm_cvtss_f32(_mm_mul_ss(v, _mm_movehdup_ps(v)))
 }
 
-/// `a · b + c` rounded twice, like the scalar reference (a fused multiply-add would round
-/// once and make levels disagree in the last bit).
-#[inline(always)]
-unsafe fn madd_unfused256(a: __m256, b: __m256, c: __m256) -> __m256 {
-    _mm256_add_ps(_mm256_mul_ps(a, b), c)
-}
-
-/// 16-lane [`madd_unfused256`].
-#[inline(always)]
-unsafe fn madd_unfused512(a: __m512, b: __m512, c: __m512) -> __m512 {
-    _mm512_add_ps(_mm512_mul_ps(a, b), c)
-}
-
 /// Signed bytes · signed bytes, pairwise summed to 8 × i32, with `maddubs` (|w| ≤ 128 and
 /// |x| ≤ 127 keep the i16 pair sums below saturation).
 #[inline(always)]
@@ -1115,7 +1102,7 @@ mod avx2 {
         _mm256_loadu_ps,
         _mm256_storeu_ps,
         _mm256_mul_ps,
-        madd_unfused256,
+        _mm256_fmadd_ps,
         _mm256_cvtepi32_ps
     );
 }
@@ -1181,7 +1168,7 @@ mod avx512 {
         _mm512_loadu_ps,
         _mm512_storeu_ps,
         _mm512_mul_ps,
-        madd_unfused512,
+        _mm512_fmadd_ps,
         _mm512_cvtepi32_ps
     );
 }
@@ -1268,8 +1255,8 @@ mod vnni {
     /// The panel micro-kernel (see [`Panel`]) with `vpdpbusd`: 32 rows (two zmm) × `T ≤ 6`
     /// tokens, each token's 4 bytes of x broadcast once for both halves of the rows. Per block,
     /// each (half, token) sum starts at the offset term and accumulates 8 groups in i32 (exact),
-    /// then is scaled into f32 in the reference's order: `acc + float(isum) · (d_w · d_x)`,
-    /// unfused. (16 rows × 4 tokens read 172 GMAC/s on one core of the Xeon, this 242: the x
+    /// then is scaled into f32 in the reference's order: `fma(float(isum), d_w · d_x, acc)`.
+    /// (16 rows × 4 tokens read 172 GMAC/s on one core of the Xeon, this 242: the x
     /// broadcasts and the float epilogue are shared by, or spread over, twice the rows.)
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn panel_impl<const T: usize>(p: &Panel, x: &QActs, t0: usize, out: &mut [f32]) {
@@ -1305,8 +1292,8 @@ mod vnni {
             for t in 0..T {
                 let dx = _mm512_set1_ps(*xd.add(t * bpr + b));
                 let (s_lo, s_hi) = (_mm512_mul_ps(dw_lo, dx), _mm512_mul_ps(dw_hi, dx));
-                acc_lo[t] = madd_unfused512(_mm512_cvtepi32_ps(lo[t]), s_lo, acc_lo[t]);
-                acc_hi[t] = madd_unfused512(_mm512_cvtepi32_ps(hi[t]), s_hi, acc_hi[t]);
+                acc_lo[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo[t]), s_lo, acc_lo[t]);
+                acc_hi[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi[t]), s_hi, acc_hi[t]);
             }
         }
         for t in 0..T {

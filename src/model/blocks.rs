@@ -184,9 +184,7 @@ impl Norm {
 
     /// A normalized copy of `x` in `y`, reusing its allocation.
     pub(crate) fn applied_into(&self, file: &GgufFile, x: &[f32], y: &mut Vec<f32>) {
-        y.clear();
-        y.extend_from_slice(x);
-        self.apply(file, y);
+        ops::rmsnorm_into(x, self.weight.get(file), self.eps, resized(y, x.len()));
     }
 }
 
@@ -228,8 +226,7 @@ pub(crate) struct Scratch {
 
 /// The end of every sandwich-normed sublayer: `x += post(out)`.
 pub(crate) fn add_post_normed(file: &GgufFile, post: &Norm, out: &mut [f32], x: &mut [f32]) {
-    post.apply(file, out);
-    ops::add_inplace(x, out);
+    ops::add_rmsnormed(x, out, post.weight.get(file), post.eps);
 }
 
 /// The feed-forward sublayer of every Gemma block: `x += post(MLP(pre(x)))`.

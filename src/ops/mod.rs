@@ -41,44 +41,97 @@ pub fn rmsnorm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     for_chunks(x, n, |x| crate::kernels::vec_f32::rmsnorm_rows(x, w, eps));
 }
 
-/// [`rmsnorm_inplace`] of whole rows on one thread. The sum of squares runs in 16 lanes
-/// (element i in lane i % 16, lanes added pairwise) so it vectorizes; a row's result depends
-/// only on the row.
-#[inline(always)]
-pub(crate) fn rmsnorm_body(x: &mut [f32], w: &[f32], eps: f32) {
-    const L: usize = 16;
+/// [`rmsnorm_inplace`] of each row of `x` into `out` (the same length), without copying first.
+pub fn rmsnorm_into(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    assert_eq!(x.len(), out.len());
     let n = w.len();
-    for row in x.chunks_exact_mut(n) {
-        let mut lanes = [0.0f32; L];
-        let chunks = row.chunks_exact(L);
-        let tail = chunks.remainder();
-        for c in chunks {
-            for (s, v) in lanes.iter_mut().zip(c) {
-                *s += v * v;
-            }
-        }
-        for (s, v) in lanes.iter_mut().zip(tail) {
+    match par_chunk(x.len(), n) {
+        None => crate::kernels::vec_f32::rmsnorm_rows_into(x, w, eps, out),
+        Some(chunk) => out
+            .par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .for_each(|(o, x)| crate::kernels::vec_f32::rmsnorm_rows_into(x, w, eps, o)),
+    }
+}
+
+/// The end of a sandwich-normed sublayer, row by row: `y = rmsnorm(y)` in place, then
+/// `x += y`, in one pass over each row where separate passes read every row three times.
+pub fn add_rmsnormed(x: &mut [f32], y: &mut [f32], w: &[f32], eps: f32) {
+    assert_eq!(x.len(), y.len());
+    let n = w.len();
+    match par_chunk(x.len(), n) {
+        None => crate::kernels::vec_f32::add_rmsnormed_rows(x, y, w, eps),
+        Some(chunk) => x
+            .par_chunks_mut(chunk)
+            .zip(y.par_chunks_mut(chunk))
+            .for_each(|(x, y)| crate::kernels::vec_f32::add_rmsnormed_rows(x, y, w, eps)),
+    }
+}
+
+/// `1 / sqrt(mean(row²) + eps)`, the sum of squares in 16 lanes (element i in lane i % 16,
+/// lanes added pairwise) so it vectorizes; a row's result depends only on the row.
+#[inline(always)]
+fn rms_inverse(row: &[f32], eps: f32) -> f32 {
+    const L: usize = 16;
+    let mut lanes = [0.0f32; L];
+    let chunks = row.chunks_exact(L);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (s, v) in lanes.iter_mut().zip(c) {
             *s += v * v;
         }
-        let mut width = L;
-        while width > 1 {
-            width /= 2;
-            for i in 0..width {
-                lanes[i] += lanes[i + width];
-            }
+    }
+    for (s, v) in lanes.iter_mut().zip(tail) {
+        *s += v * v;
+    }
+    let mut width = L;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            lanes[i] += lanes[i + width];
         }
-        let mean_sq = lanes[0] / n as f32;
-        let inv = 1.0 / (mean_sq + eps).sqrt();
+    }
+    let mean_sq = lanes[0] / row.len() as f32;
+    1.0 / (mean_sq + eps).sqrt()
+}
+
+/// [`rmsnorm_inplace`] of whole rows on one thread.
+#[inline(always)]
+pub(crate) fn rmsnorm_body(x: &mut [f32], w: &[f32], eps: f32) {
+    for row in x.chunks_exact_mut(w.len()) {
+        let inv = rms_inverse(row, eps);
         for (v, g) in row.iter_mut().zip(w) {
             *v = *v * inv * (1.0 + g);
         }
     }
 }
 
+/// [`rmsnorm_into`] of whole rows on one thread (the bits of [`rmsnorm_body`]).
+#[inline(always)]
+pub(crate) fn rmsnorm_into_body(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    for (row, o) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
+        let inv = rms_inverse(row, eps);
+        for ((o, v), g) in o.iter_mut().zip(row).zip(w) {
+            *o = *v * inv * (1.0 + g);
+        }
+    }
+}
+
+/// [`add_rmsnormed`] of whole rows on one thread (the bits of [`rmsnorm_body`], then the add).
+#[inline(always)]
+pub(crate) fn add_rmsnormed_body(x: &mut [f32], y: &mut [f32], w: &[f32], eps: f32) {
+    for (xr, yr) in x.chunks_exact_mut(w.len()).zip(y.chunks_exact_mut(w.len())) {
+        let inv = rms_inverse(yr, eps);
+        for ((a, v), g) in xr.iter_mut().zip(yr.iter_mut()).zip(w) {
+            *v = *v * inv * (1.0 + g);
+            *a += *v;
+        }
+    }
+}
+
 /// Gemma RMSNorm from `x` into `out`.
 pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    out.copy_from_slice(x);
-    rmsnorm_inplace(out, w, eps);
+    rmsnorm_into(x, w, eps, out);
 }
 
 /// `e^x` in f32 without a libm call (Cephes' polynomial, within 2 ulp of libm; exactly 0 at
@@ -162,11 +215,18 @@ pub(crate) fn softmax_body(x: &mut [f32]) {
     // Eight running lanes (element i in lane i % 8) so the max and the sum vectorize; the
     // result depends only on the row, not on threads or kernel levels.
     const L: usize = 8;
+    // Whole chunks of L, then the tail into lanes 0..: loops of a fixed length vectorize
+    // (a `chunks(L)` loop, whose last chunk may be short, ran element by element).
     let mut m = [f32::NEG_INFINITY; L];
-    for c in x.chunks(L) {
+    let chunks = x.chunks_exact(L);
+    let tail = chunks.remainder();
+    for c in chunks {
         for (m, &v) in m.iter_mut().zip(c) {
             *m = m.max(v);
         }
+    }
+    for (m, &v) in m.iter_mut().zip(tail) {
+        *m = m.max(v);
     }
     let max = m.into_iter().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
@@ -174,12 +234,19 @@ pub(crate) fn softmax_body(x: &mut [f32]) {
         x.iter_mut().for_each(|v| *v = u);
         return;
     }
+    // The exponentials, then their sum: two simple loops vectorize at the full width (one
+    // loop doing both was vectorized eight lanes at a time with shuffles).
+    x.iter_mut().for_each(|v| *v = exp_f32(*v - max));
     let mut sums = [0.0f32; L];
-    for c in x.chunks_mut(L) {
+    let chunks = x.chunks_exact(L);
+    let tail = chunks.remainder();
+    for c in chunks {
         for (s, v) in sums.iter_mut().zip(c) {
-            *v = exp_f32(*v - max);
             *s += *v;
         }
+    }
+    for (s, v) in sums.iter_mut().zip(tail) {
+        *s += *v;
     }
     let sum: f32 = sums.iter().sum();
     let inv = 1.0 / sum;

@@ -104,7 +104,13 @@ macro_rules! tile_kernel {
                 let nc = (n - c0).min(NR);
                 for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
                     let src = rhs.data.as_ptr().add(kk * rhs.row_stride + c0);
-                    row[..nc].copy_from_slice(std::slice::from_raw_parts(src, nc));
+                    if nc == NR {
+                        // A constant length compiles to a few vector moves; a slice copy of
+                        // variable length is a `memmove` call per 128-byte row.
+                        std::ptr::copy_nonoverlapping(src, row.as_mut_ptr(), NR);
+                    } else {
+                        row[..nc].copy_from_slice(std::slice::from_raw_parts(src, nc));
+                    }
                 }
                 let mut r0 = 0;
                 while r0 < m {
