@@ -4,6 +4,8 @@
 //!   262144×640 LM-head shape, q4_0 and q8_0, with the global pool and with 1 thread.
 //! - encoder matmul (512 tokens × 640 → 2048): throughput in elements = 2·M·N·K operations,
 //!   so criterion's "Gelem/s" reads as GOPS.
+//! - element-wise work of the encoder, on one thread: softmax of attention-score rows, the
+//!   GELU gate and activation quantization (elements per second).
 //! - ceilings (printed once): memory read bandwidth (1 GB, 1 and 2 threads) and int8 MAC peak
 //!   per level, from `t5g::kernels::ceiling`.
 
@@ -129,12 +131,47 @@ fn encoder(c: &mut Criterion) {
     g.finish();
 }
 
+fn elementwise(c: &mut Criterion) {
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("elementwise");
+    // 64 score rows of 415 keys (the 270m encoder's mean visible width), about e^±8 apart.
+    let scores: Vec<f32> = activations(64 * 415).iter().map(|v| v * 16.0).collect();
+    let mut rows = scores.clone();
+    g.throughput(Throughput::Elements(scores.len() as u64));
+    g.bench_function("softmax_64x415", |b| {
+        b.iter(|| {
+            rows.copy_from_slice(&scores);
+            rows.chunks_exact_mut(415)
+                .for_each(t5g::ops::softmax_inplace);
+        })
+    });
+    let (gate0, up) = (activations(64 * 2048), activations(64 * 2048));
+    let mut gate = gate0.clone();
+    g.throughput(Throughput::Elements(gate.len() as u64));
+    g.bench_function("gelu_gate_64x2048", |b| {
+        one.install(|| {
+            b.iter(|| {
+                gate.copy_from_slice(&gate0);
+                t5g::ops::gelu_gate_inplace(&mut gate, &up);
+            })
+        })
+    });
+    let x = activations(64 * 2048);
+    g.bench_function("quantize_q8_0_64x2048", |b| {
+        one.install(|| b.iter(|| t5g::kernels::quantize_activations(&x, 2048)))
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(10);
-    targets = ceilings, matvec, encoder
+    targets = ceilings, matvec, encoder, elementwise
 }
 criterion_main!(benches);

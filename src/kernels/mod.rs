@@ -562,6 +562,7 @@ impl SharedOut {
             let (src, dst) = (run.as_ptr(), self.ptr.add(i));
             // Whole-panel runs as fixed-size copies (inlined moves, not a `memcpy` call).
             match run.len() {
+                32 => std::ptr::copy_nonoverlapping(src.cast::<[f32; 32]>(), dst.cast(), 1),
                 16 => std::ptr::copy_nonoverlapping(src.cast::<[f32; 16]>(), dst.cast(), 1),
                 8 => std::ptr::copy_nonoverlapping(src.cast::<[f32; 8]>(), dst.cast(), 1),
                 n => std::ptr::copy_nonoverlapping(src, dst, n),

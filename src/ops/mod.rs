@@ -212,21 +212,23 @@ pub fn softmax_inplace(x: &mut [f32]) {
 /// [`softmax_inplace`]'s arithmetic, compiled once per instruction set by `kernels::vec_f32`.
 #[inline(always)]
 pub(crate) fn softmax_body(x: &mut [f32]) {
-    // Eight running lanes (element i in lane i % 8) so the max and the sum vectorize; the
-    // result depends only on the row, not on threads or kernel levels.
-    const L: usize = 8;
-    // Whole chunks of L, then the tail into lanes 0..: loops of a fixed length vectorize
-    // (a `chunks(L)` loop, whose last chunk may be short, ran element by element).
-    let mut m = [f32::NEG_INFINITY; L];
+    // 32 running lanes (element i in lane i % 32), so the max and the sum run as a few
+    // independent vector chains; the result depends only on the row, not on threads or
+    // kernel levels. Whole chunks of L, then the tail into lanes 0..: loops of a fixed length
+    // vectorize (a `chunks(L)` loop, whose last chunk may be short, ran element by element).
+    const L: usize = 32;
     let chunks = x.chunks_exact(L);
     let tail = chunks.remainder();
+    // The maximum is the same in any order; a plain comparison (NaN never wins) compiles to
+    // one instruction where `f32::max` needs three.
+    let mut m = [f32::NEG_INFINITY; L];
     for c in chunks {
         for (m, &v) in m.iter_mut().zip(c) {
-            *m = m.max(v);
+            *m = if v > *m { v } else { *m };
         }
     }
     for (m, &v) in m.iter_mut().zip(tail) {
-        *m = m.max(v);
+        *m = if v > *m { v } else { *m };
     }
     let max = m.into_iter().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
@@ -248,8 +250,15 @@ pub(crate) fn softmax_body(x: &mut [f32]) {
     for (s, v) in sums.iter_mut().zip(tail) {
         *s += *v;
     }
-    let sum: f32 = sums.iter().sum();
-    let inv = 1.0 / sum;
+    // Lanes added pairwise: l and l + 16, then l and l + 8, ...
+    let mut width = L;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            sums[i] += sums[i + width];
+        }
+    }
+    let inv = 1.0 / sums[0];
     x.iter_mut().for_each(|v| *v *= inv);
 }
 
