@@ -8,6 +8,7 @@ use crate::kernels::gemm_f32::{matmul_f32, Strided};
 use crate::kernels::{self, vec_f32, MatRef};
 use crate::ops::{self, Rope, RopeTable};
 use rayon::prelude::*;
+use std::cell::Cell;
 use std::ops::Range;
 
 /// A 2-D weight `[rows, cols]` (torch `[out, in]`) located in the file; never copied.
@@ -383,10 +384,11 @@ pub(crate) fn attention(
     let block_rows = (n_q / (rayon::current_num_threads() * 4)).clamp(16, max_rows);
     // Every segment's keys transposed once, `[kv head][dim][key]`: each block's score product
     // then reads rows of consecutive keys, which f32 kernels stream without packing.
-    let keys_t: Vec<Vec<f32>> = segments
-        .iter()
-        .map(|seg| transposed_keys(seg.k, seg.len, kv_dim))
-        .collect();
+    scratch.keys_t.resize_with(segments.len(), Vec::new);
+    for (seg, kt) in segments.iter().zip(&mut scratch.keys_t) {
+        transpose_keys_into(seg.k, seg.len, kv_dim, kt);
+    }
+    let keys_t = &scratch.keys_t[..segments.len()];
     out.par_chunks_mut(block_rows * q_dim)
         .enumerate()
         .for_each(|(b, out_rows)| {
@@ -417,13 +419,18 @@ pub(crate) fn attention(
                 })
                 .collect();
             let width: usize = unions.iter().map(|u| u.len()).sum();
-            let mut scores = vec![0.0f32; rows * group * width];
+            // Each thread's buffers live on between blocks and layers (taken out of the cell, so
+            // that a nested task on this thread would find empty ones): fresh ones per block
+            // went back to the kernel and came again as faulted-in pages.
+            let mut bufs = BLOCK_BUFFERS.with(Cell::take);
+            let scores = resized(&mut bufs.scores, rows * group * width);
             let q_rows = &q[r0 * q_dim..][..rows * q_dim];
             // With one kv head, row i's heads are consecutive: the block already is
             // [rows · group, hd]. Otherwise each group's heads are gathered and scattered back.
             let direct = n_kv_heads == 1;
             let staged = if direct { 0 } else { rows * group * hd };
-            let (mut q_group, mut out_group) = (vec![0.0f32; staged], vec![0.0f32; staged]);
+            let q_group = resized(&mut bufs.q_group, staged);
+            let out_group = resized(&mut bufs.out_group, staged);
             for g in 0..n_kv_heads {
                 let heads = g * group * hd..(g + 1) * group * hd;
                 if !direct {
@@ -437,21 +444,21 @@ pub(crate) fn attention(
                 let (q_g, out_g): (&[f32], &mut [f32]) = if direct {
                     (q_rows, &mut *out_rows)
                 } else {
-                    (&q_group, &mut out_group)
+                    (q_group, out_group)
                 };
                 attend_group(
                     q_g,
                     rows,
                     group,
                     segments,
-                    &keys_t,
+                    keys_t,
                     g * hd,
                     kv_dim,
                     hd,
                     &ranges,
                     &unions,
                     (scale, softcap),
-                    &mut scores,
+                    scores,
                     out_g,
                 );
                 if !direct {
@@ -463,7 +470,20 @@ pub(crate) fn attention(
                     }
                 }
             }
+            BLOCK_BUFFERS.with(|c| c.set(bufs));
         });
+}
+
+/// One thread's buffers for [`attention`]'s blocks of query rows.
+#[derive(Default)]
+struct BlockBuffers {
+    scores: Vec<f32>,
+    q_group: Vec<f32>,
+    out_group: Vec<f32>,
+}
+
+thread_local! {
+    static BLOCK_BUFFERS: Cell<BlockBuffers> = Cell::new(BlockBuffers::default());
 }
 
 /// The query heads of one kv head for one block of query rows (see [`attention`]), stacked as
@@ -563,26 +583,31 @@ fn attend_group(
     }
 }
 
-/// `len` rows of `kv_dim` keys, transposed: element `(j, d)` at `d * len + j`. Sixteen
-/// dimensions at a time, so that each key row is read in whole cache lines.
-fn transposed_keys(k: &[f32], len: usize, kv_dim: usize) -> Vec<f32> {
-    const DIMS: usize = 16;
-    let mut kt = vec![0.0f32; len * kv_dim];
+/// `len` rows of `kv_dim` keys, transposed into `kt` (reusing its memory): element `(j, d)` at
+/// `d * len + j`. Tiles of 16 dimensions × 16 keys, so that every cache line read and written
+/// is used whole while it is in L1.
+fn transpose_keys_into(k: &[f32], len: usize, kv_dim: usize, kt: &mut Vec<f32>) {
+    const TILE: usize = 16;
+    let kt = resized(kt, len * kv_dim);
     if kt.is_empty() {
-        return kt;
+        return;
     }
-    kt.par_chunks_mut(DIMS * len)
+    kt.par_chunks_mut(TILE * len)
         .enumerate()
         .for_each(|(blk, rows)| {
-            let d0 = blk * DIMS;
+            let d0 = blk * TILE;
             let dims = rows.len() / len;
-            for (j, key) in k.chunks_exact(kv_dim).take(len).enumerate() {
-                for (i, &v) in key[d0..d0 + dims].iter().enumerate() {
-                    rows[i * len + j] = v;
+            for j0 in (0..len).step_by(TILE) {
+                let keys = &k[j0 * kv_dim..];
+                let n_keys = TILE.min(len - j0);
+                for i in 0..dims {
+                    let dst = &mut rows[i * len + j0..][..n_keys];
+                    for (jj, o) in dst.iter_mut().enumerate() {
+                        *o = keys[jj * kv_dim + d0 + i];
+                    }
                 }
             }
         });
-    kt
 }
 
 /// Keys per score task, and the fewest head dimensions per value task, of
@@ -605,6 +630,8 @@ pub(crate) struct AttnScratch {
     parts: Vec<f32>,
     /// `[n_heads][visible keys]`, scores then probabilities.
     scores: Vec<f32>,
+    /// Per key segment, its keys transposed (whole-input attention).
+    keys_t: Vec<Vec<f32>>,
 }
 
 /// [`attention`] for a decoder step's single query row. The query heads that share a kv
@@ -637,6 +664,7 @@ fn attention_one_query(
         value_tasks,
         parts,
         scores,
+        keys_t: _,
     } = scratch;
     ranges.clear();
     ranges.extend(segments.iter().enumerate().map(|(s, seg)| {
