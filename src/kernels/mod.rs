@@ -186,6 +186,48 @@ impl QActs {
             .zip(x.par_chunks(per_task * QK))
             .for_each(|(((q, d), sum), x)| (panel.quantize)(x, q, d, sum, offset));
     }
+
+    /// [`quantize`](Self::quantize) for the panel kernels of an input that `produce` computes,
+    /// a run of tokens at a time into this thread's buffer (see [`matmul_many_produced`]).
+    fn quantize_produced(
+        &mut self,
+        panel: &PanelKernels,
+        n_tokens: usize,
+        cols: usize,
+        offset: i32,
+        produce: Producer,
+    ) {
+        let n = n_tokens * (cols / QK);
+        self.bpr = cols / QK;
+        self.q.clear();
+        self.q.resize(n, bytemuck::Zeroable::zeroed());
+        self.d.clear();
+        self.d.resize(n, 0.0);
+        self.sum.clear();
+        self.sum.resize(n, 0);
+        self.offset = offset;
+        if n == 0 {
+            return;
+        }
+        let run = (PRODUCED_VALUES / cols).max(1);
+        let per_task = run * self.bpr;
+        self.q
+            .par_chunks_mut(per_task)
+            .zip(self.d.par_chunks_mut(per_task))
+            .zip(self.sum.par_chunks_mut(per_task))
+            .enumerate()
+            .for_each(|(i, ((q, d), sum))| {
+                let tokens = i * run..i * run + q.len() / (cols / QK);
+                with_buffer(&PRODUCED, |buf| {
+                    if buf.len() < tokens.len() * cols {
+                        buf.resize(tokens.len() * cols, 0.0);
+                    }
+                    let x = &mut buf[..tokens.len() * cols];
+                    produce(tokens, x);
+                    (panel.quantize)(x, q, d, sum, offset);
+                })
+            });
+    }
 }
 
 /// Quantized weight rows repacked for a panel micro-kernel: for block `b`, 4-byte group `k`
@@ -352,6 +394,7 @@ const TOKEN_TILE: usize = 256;
 
 thread_local! {
     static ACTS: Cell<QActs> = Cell::new(QActs::default());
+    static PRODUCED: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     static PANEL: Cell<Panel> = Cell::new(Panel::default());
 }
 
@@ -442,6 +485,60 @@ fn matmul_many_with(k: &Kernels, ws: &[MatRef], x: &[f32], n_tokens: usize, ys: 
     if n_tokens > 0 {
         quantized_matmuls(k, ws, x, n_tokens, ys);
     }
+}
+
+/// An input that is computed rather than stored: `produce(tokens, out)` writes the activations
+/// of a run of tokens (`tokens.len() * cols` values) into `out`, on whichever thread calls it.
+pub type Producer<'a> = &'a (dyn Fn(Range<usize>, &mut [f32]) + Sync);
+
+/// Values of f32 input produced per task of [`matmul_many_produced`] (32 KiB: an L1's worth).
+const PRODUCED_VALUES: usize = 8192;
+
+/// [`matmul_many`] of an input of `n_tokens × cols` that `produce` computes (a norm of the
+/// residual stream, the gated GELU) instead of a stored matrix. On the panel path each run of
+/// tokens is produced into a small per-thread buffer and quantized while it is in L1, so the
+/// f32 input is never written out whole nor read back from another core's cache (quantizing
+/// stored inputs took 7% of an encode). Elsewhere (decoder-sized calls, levels without panel
+/// kernels) the input is produced into `staging` and goes through [`matmul_many`]. The same bits
+/// either way.
+pub fn matmul_many_produced(
+    ws: &[MatRef],
+    n_tokens: usize,
+    cols: usize,
+    produce: Producer,
+    staging: &mut Vec<f32>,
+    ys: &mut [&mut [f32]],
+) {
+    assert_eq!(
+        ws.len(),
+        ys.len(),
+        "matmul_many_produced: one output per weight"
+    );
+    let k = kernels_for(level()).expect("level() only returns supported levels");
+    let panel = ws.first().and_then(|w0| {
+        let same = ws.iter().all(|w| w.ty == w0.ty && w.cols == cols);
+        let p = k.panel.filter(|_| same && n_tokens >= PANEL_MIN_TOKENS)?;
+        let f = match w0.ty {
+            GgmlType::Q4_0 => Some(p.q4_0),
+            GgmlType::Q8_0 => p.q8_0,
+            _ => None,
+        }?;
+        Some((p, f, if w0.ty == GgmlType::Q4_0 { 8 } else { 128 }))
+    });
+    let Some((p, f, offset)) = panel else {
+        staging.clear();
+        staging.resize(n_tokens * cols, 0.0);
+        produce(0..n_tokens, staging);
+        return matmul_many_with(k, ws, staging, n_tokens, ys);
+    };
+    for (w, y) in ws.iter().zip(ys.iter()) {
+        assert_eq!(y.len(), n_tokens * w.rows, "matmul: output shape");
+        assert_eq!(w.data.len(), w.rows * w.row_bytes(), "matmul: weight size");
+    }
+    with_buffer(&ACTS, |acts| {
+        acts.quantize_produced(&p, n_tokens, cols, offset, produce);
+        gemm_panels(ws, acts, n_tokens, &p, f, ys)
+    })
 }
 
 fn check_shapes(w: &MatRef, x: &[f32], n_tokens: usize, y: &[f32]) {

@@ -94,6 +94,22 @@ impl Linear {
         kernels::matmul_many(&mats, x, n, &mut outs);
     }
 
+    /// [`forward_many_into`](Self::forward_many_into) of an input that `produce` computes run
+    /// by run (see [`kernels::matmul_many_produced`]); `staging` holds it where it has to be
+    /// stored whole.
+    pub(crate) fn forward_many_produced_into<const N: usize>(
+        file: &GgufFile,
+        linears: [&Linear; N],
+        (produce, n, cols): (kernels::Producer, usize, usize),
+        staging: &mut Vec<f32>,
+        ys: [&mut Vec<f32>; N],
+    ) {
+        let mats = linears.map(|l| l.mat(file));
+        let mut rows = linears.map(|l| l.rows).into_iter();
+        let mut outs = ys.map(|y| resized(y, n * rows.next().expect("one row count per output")));
+        kernels::matmul_many_produced(&mats, n, cols, produce, staging, &mut outs);
+    }
+
     /// Each `(keys, values)` projection pair of `x`, every pair quantizing `x` once and sharing
     /// one parallel loop (all decoder layers' cross-attention keys and values of one encoder
     /// output).
@@ -183,6 +199,11 @@ impl Norm {
         ops::rmsnorm_inplace(x, self.weight.get(file), self.eps);
     }
 
+    /// Normalizes whole rows of `x` into `out` on this thread (a [`kernels::Producer`]'s work).
+    pub(crate) fn rows_into(&self, file: &GgufFile, x: &[f32], out: &mut [f32]) {
+        vec_f32::rmsnorm_rows_into(x, self.weight.get(file), self.eps, out);
+    }
+
     /// A normalized copy of `x` in `y`, reusing its allocation.
     pub(crate) fn applied_into(&self, file: &GgufFile, x: &[f32], y: &mut Vec<f32>) {
         ops::rmsnorm_into(x, self.weight.get(file), self.eps, resized(y, x.len()));
@@ -238,16 +259,34 @@ pub(crate) fn feed_forward(
     (pre, mlp, post): (&Norm, &Mlp, &Norm),
     s: &mut Scratch,
 ) {
-    pre.applied_into(file, x, &mut s.normed);
-    Linear::forward_many_into(
+    // Neither the normed input nor the gated activations are stored: each run of tokens is
+    // computed where it is quantized (see `kernels::matmul_many_produced`).
+    let hidden = x.len() / n.max(1);
+    let residual: &[f32] = x;
+    let normed = |t: Range<usize>, out: &mut [f32]| {
+        pre.rows_into(file, &residual[t.start * hidden..t.end * hidden], out)
+    };
+    Linear::forward_many_produced_into(
         file,
         [&mlp.gate, &mlp.up],
-        &s.normed,
-        n,
+        (&normed, n, hidden),
+        &mut s.normed,
         [&mut s.gate, &mut s.up],
     );
-    ops::gelu_gate_inplace(&mut s.gate, &s.up);
-    mlp.down.forward_into(file, &s.gate, n, &mut s.out);
+    let ffn = mlp.gate.rows;
+    let (gate, up) = (&s.gate, &s.up);
+    let gated = |t: Range<usize>, out: &mut [f32]| {
+        let rows = t.start * ffn..t.end * ffn;
+        out.copy_from_slice(&gate[rows.clone()]);
+        vec_f32::gelu_gate(out, &up[rows]);
+    };
+    Linear::forward_many_produced_into(
+        file,
+        [&mlp.down],
+        (&gated, n, ffn),
+        &mut s.normed,
+        [&mut s.out],
+    );
     add_post_normed(file, post, &mut s.out, x);
 }
 
