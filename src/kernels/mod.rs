@@ -509,12 +509,22 @@ pub fn matmul_many_produced(
     staging: &mut Vec<f32>,
     ys: &mut [&mut [f32]],
 ) {
+    let k = kernels_for(level()).expect("level() only returns supported levels");
+    matmul_many_produced_with(k, ws, (produce, n_tokens, cols), staging, ys)
+}
+
+fn matmul_many_produced_with(
+    k: &Kernels,
+    ws: &[MatRef],
+    (produce, n_tokens, cols): (Producer, usize, usize),
+    staging: &mut Vec<f32>,
+    ys: &mut [&mut [f32]],
+) {
     assert_eq!(
         ws.len(),
         ys.len(),
         "matmul_many_produced: one output per weight"
     );
-    let k = kernels_for(level()).expect("level() only returns supported levels");
     let panel = ws.first().and_then(|w0| {
         let same = ws.iter().all(|w| w.ty == w0.ty && w.cols == cols);
         let p = k.panel.filter(|_| same && n_tokens >= PANEL_MIN_TOKENS)?;

@@ -411,6 +411,72 @@ fn matmul_matches_f64_reference() {
     }
 }
 
+/// A produced input gives the bits of the same input stored, at every level, on the panel
+/// path (runs of tokens split over tasks when rows are wide) and on the staged one (decoder-sized
+/// calls, mixed types).
+#[test]
+fn produced_input_matches_stored_input() {
+    let mut rng = Rng(11);
+    for cols in [96, 4096] {
+        for n_tokens in [0, 1, 3, 9, 37] {
+            let x = rng.blocky(n_tokens * cols);
+            for types in [
+                [GgmlType::Q4_0; 2],
+                [GgmlType::Q8_0; 2],
+                [GgmlType::Q4_0, GgmlType::Q8_0],
+            ] {
+                let shapes = [40, 17];
+                let data: Vec<Vec<u8>> = types
+                    .iter()
+                    .zip(shapes)
+                    .map(|(&ty, rows)| matrix(ty, rows, cols, &mut rng))
+                    .collect();
+                let ws: Vec<MatRef> = types
+                    .iter()
+                    .zip(shapes)
+                    .zip(&data)
+                    .map(|((&ty, rows), data)| MatRef {
+                        ty,
+                        rows,
+                        cols,
+                        data,
+                    })
+                    .collect();
+                let produce = |t: Range<usize>, out: &mut [f32]| {
+                    out.copy_from_slice(&x[t.start * cols..t.end * cols])
+                };
+                for l in supported_levels() {
+                    let k = kernels_for(*l).unwrap();
+                    let run = |produced: bool| {
+                        let mut ys: Vec<Vec<f32>> = ws
+                            .iter()
+                            .map(|w| vec![f32::NAN; w.rows * n_tokens])
+                            .collect();
+                        let mut outs: Vec<&mut [f32]> =
+                            ys.iter_mut().map(|y| y.as_mut_slice()).collect();
+                        if produced {
+                            let mut staging = Vec::new();
+                            let input = (&produce as Producer, n_tokens, cols);
+                            matmul_many_produced_with(k, &ws, input, &mut staging, &mut outs);
+                        } else {
+                            matmul_many_with(k, &ws, &x, n_tokens, &mut outs);
+                        }
+                        ys.concat()
+                            .iter()
+                            .map(|v| v.to_bits())
+                            .collect::<Vec<u32>>()
+                    };
+                    assert_eq!(
+                        run(true),
+                        run(false),
+                        "{l} {types:?} {n_tokens} tokens × {cols}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Several weights over one quantized input give each weight's own product, bit for bit, on
 /// the decoder and the panel paths, including mixed types (no sharing), a weight without rows
 /// and a call without tokens.
