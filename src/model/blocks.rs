@@ -79,23 +79,9 @@ impl Linear {
         ys
     }
 
-    /// [`forward_many`](Self::forward_many) of a fixed number of weights into `ys`, reusing their
-    /// allocations (a decoder step allocates nothing).
-    pub(crate) fn forward_many_into<const N: usize>(
-        file: &GgufFile,
-        linears: [&Linear; N],
-        x: &[f32],
-        n: usize,
-        ys: [&mut Vec<f32>; N],
-    ) {
-        let mats = linears.map(|l| l.mat(file));
-        let mut rows = linears.map(|l| l.rows).into_iter();
-        let mut outs = ys.map(|y| resized(y, n * rows.next().expect("one row count per output")));
-        kernels::matmul_many(&mats, x, n, &mut outs);
-    }
-
-    /// [`forward_many_into`](Self::forward_many_into) of an input that `produce` computes run
-    /// by run (see [`kernels::matmul_many_produced`]); `staging` holds it where it has to be
+    /// [`forward_many`](Self::forward_many) of a fixed number of weights into `ys`, reusing
+    /// their allocations (a decoder step allocates nothing), for an input that `produce` computes
+    /// run by run (see [`kernels::matmul_many_produced`]); `staging` holds it where it has to be
     /// stored whole.
     pub(crate) fn forward_many_produced_into<const N: usize>(
         file: &GgufFile,
@@ -318,10 +304,29 @@ pub(crate) struct AttnProj {
 }
 
 impl AttnProj {
-    /// The query, key and value projections of `x` (quantized once) into `qkv`.
-    pub(crate) fn qkv_into(&self, file: &GgufFile, x: &[f32], n: usize, qkv: &mut [Vec<f32>; 3]) {
+    /// The query, key and value projections of `norm(x)` into `qkv` (the input quantized once),
+    /// the normed input computed where it is quantized (see [`kernels::matmul_many_produced`]); `staging` holds it where it has to be
+    /// stored whole.
+    pub(crate) fn normed_qkv_into(
+        &self,
+        file: &GgufFile,
+        (norm, x, n): (&Norm, &[f32], usize),
+        staging: &mut Vec<f32>,
+        qkv: &mut [Vec<f32>; 3],
+    ) {
+        let hidden = x.len() / n.max(1);
+        let normed = |t: Range<usize>, out: &mut [f32]| {
+            norm.rows_into(file, &x[t.start * hidden..t.end * hidden], out)
+        };
         let [q, k, v] = qkv;
-        Linear::forward_many_into(file, [&self.q, &self.k, &self.v], x, n, [q, k, v]);
+        let input = (&normed as kernels::Producer, n, hidden);
+        Linear::forward_many_produced_into(
+            file,
+            [&self.q, &self.k, &self.v],
+            input,
+            staging,
+            [q, k, v],
+        );
     }
 
     /// `{prefix}.{q,k,v,output}.weight` with `q_in` and `kv_in` input widths.

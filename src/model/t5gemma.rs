@@ -174,8 +174,10 @@ pub(crate) fn encode(
     let mut s = Scratch::default();
     let rope = RopeTables::new(e, 0, n);
     for layer in &w.enc_layers {
-        layer.pre_attn.applied_into(file, &x, &mut s.normed);
-        layer.attn.qkv_into(file, &s.normed, n, &mut s.qkv);
+        let input = (&layer.pre_attn, &x[..], n);
+        layer
+            .attn
+            .normed_qkv_into(file, input, &mut s.normed, &mut s.qkv);
         let [q, k, v] = &mut s.qkv;
         rope.apply(layer.kind, q, e.n_heads);
         rope.apply(layer.kind, k, e.n_kv_heads);
@@ -254,8 +256,10 @@ pub(crate) fn decode(
     let (y, s, rope) = scratch.for_positions(d, pos0, n);
     for (layer, cache) in w.dec_layers.iter().zip(layers) {
         // Causal self-attention over the cache, this call's positions included.
-        layer.pre_self.applied_into(file, y, &mut s.normed);
-        layer.self_attn.qkv_into(file, &s.normed, n, &mut s.qkv);
+        let input = (&layer.pre_self, &y[..], n);
+        layer
+            .self_attn
+            .normed_qkv_into(file, input, &mut s.normed, &mut s.qkv);
         let [q, k, v] = &mut s.qkv;
         rope.apply(layer.kind, q, d.n_heads);
         rope.apply(layer.kind, k, d.n_kv_heads);

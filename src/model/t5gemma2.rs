@@ -143,15 +143,19 @@ fn embed_into(
     Ok(())
 }
 
-/// Projects `h` to queries and keys, normalizes each head, and applies RoPE from `pos0`.
+/// Projects the pre-attention norm of `x` to queries, keys and values, normalizes each query
+/// and key head, and applies RoPE from `pos0` (`staging`: see [`AttnProj::normed_qkv_into`]).
 fn project_qkv(
     file: &GgufFile,
     s: &StackConfig,
     layer: &Layer,
-    (h, n, rope): (&[f32], usize, &RopeTables),
+    (x, n, rope): (&[f32], usize, &RopeTables),
+    staging: &mut Vec<f32>,
     qkv: &mut [Vec<f32>; 3],
 ) {
-    layer.attn.qkv_into(file, h, n, qkv);
+    layer
+        .attn
+        .normed_qkv_into(file, (&layer.pre_attn, x, n), staging, qkv);
     let [q, k, _] = qkv;
     layer.q_norm.apply(file, q);
     layer.k_norm.apply(file, k);
@@ -176,8 +180,7 @@ pub(crate) fn encode(
     let mut s = Scratch::default();
     let rope = RopeTables::new(e, 0, n);
     for layer in &w.enc_layers {
-        layer.pre_attn.applied_into(file, &x, &mut s.normed);
-        project_qkv(file, e, layer, (&s.normed, n, &rope), &mut s.qkv);
+        project_qkv(file, e, layer, (&x, n, &rope), &mut s.normed, &mut s.qkv);
         let [q, k, v] = &s.qkv;
         let sliding = layer.kind == LayerKind::Sliding;
         let visible = move |i: usize, _: usize| {
@@ -255,8 +258,7 @@ pub(crate) fn decode(
     embed_into(file, cfg, w, tokens, &mut scratch.x)?;
     let (y, s, rope) = scratch.for_positions(d, pos0, n);
     for (layer, cache) in w.dec_layers.iter().zip(layers) {
-        layer.pre_attn.applied_into(file, y, &mut s.normed);
-        project_qkv(file, d, layer, (&s.normed, n, rope), &mut s.qkv);
+        project_qkv(file, d, layer, (y, n, rope), &mut s.normed, &mut s.qkv);
         let [q, k, v] = &s.qkv;
         cache.append(k, v);
         {
