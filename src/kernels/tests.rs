@@ -411,6 +411,35 @@ fn matmul_matches_f64_reference() {
     }
 }
 
+/// Random matrices of the given types and row counts, `cols` wide.
+fn matrices(types: &[GgmlType], shapes: &[usize], cols: usize, rng: &mut Rng) -> Vec<Vec<u8>> {
+    types
+        .iter()
+        .zip(shapes)
+        .map(|(&ty, &rows)| matrix(ty, rows, cols, rng))
+        .collect()
+}
+
+/// Views of [`matrices`]' data.
+fn mat_refs<'a>(
+    types: &[GgmlType],
+    shapes: &[usize],
+    cols: usize,
+    data: &'a [Vec<u8>],
+) -> Vec<MatRef<'a>> {
+    types
+        .iter()
+        .zip(shapes)
+        .zip(data)
+        .map(|((&ty, &rows), data)| MatRef {
+            ty,
+            rows,
+            cols,
+            data,
+        })
+        .collect()
+}
+
 /// A produced input gives the bits of the same input stored, at every level, on the panel
 /// path (runs of tokens split over tasks when rows are wide) and on the staged one (decoder-sized
 /// calls, mixed types).
@@ -426,22 +455,8 @@ fn produced_input_matches_stored_input() {
                 [GgmlType::Q4_0, GgmlType::Q8_0],
             ] {
                 let shapes = [40, 17];
-                let data: Vec<Vec<u8>> = types
-                    .iter()
-                    .zip(shapes)
-                    .map(|(&ty, rows)| matrix(ty, rows, cols, &mut rng))
-                    .collect();
-                let ws: Vec<MatRef> = types
-                    .iter()
-                    .zip(shapes)
-                    .zip(&data)
-                    .map(|((&ty, rows), data)| MatRef {
-                        ty,
-                        rows,
-                        cols,
-                        data,
-                    })
-                    .collect();
+                let data = matrices(&types, &shapes, cols, &mut rng);
+                let ws = mat_refs(&types, &shapes, cols, &data);
                 let produce = |t: Range<usize>, out: &mut [f32]| {
                     out.copy_from_slice(&x[t.start * cols..t.end * cols])
                 };
@@ -492,22 +507,8 @@ fn matmul_many_matches_matmul() {
             [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16],
         ] {
             let shapes = [40, 0, 17];
-            let data: Vec<Vec<u8>> = types
-                .iter()
-                .zip(shapes)
-                .map(|(&ty, rows)| matrix(ty, rows, cols, &mut rng))
-                .collect();
-            let ws: Vec<MatRef> = types
-                .iter()
-                .zip(shapes)
-                .zip(&data)
-                .map(|((&ty, rows), data)| MatRef {
-                    ty,
-                    rows,
-                    cols,
-                    data,
-                })
-                .collect();
+            let data = matrices(&types, &shapes, cols, &mut rng);
+            let ws = mat_refs(&types, &shapes, cols, &data);
             for l in supported_levels() {
                 let k = kernels_for(*l).unwrap();
                 let mut ys: Vec<Vec<f32>> = ws

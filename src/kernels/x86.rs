@@ -698,14 +698,26 @@ unsafe fn dot_rows<B>(
     }
 }
 
-/// [`crate::quant::quantize_row_q8_0`] in AVX2, bit for bit (NaN inputs quantize to 0 and
-/// are left out of the maximum, as there).
-pub(super) fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
+/// The lengths the quantizers' safe entries check: 32 values per block and, for the panel
+/// kernels (`panel`), one scale and one sum per block.
+fn check_quantize(x: &[f32], out: &[BlockQ8_0], panel: Option<(&[f32], &[i32])>) {
     assert_eq!(
         x.len(),
         out.len() * 32,
         "q8_0: row length must be blocks * 32"
     );
+    if let Some((d, sum)) = panel {
+        assert!(
+            d.len() == out.len() && sum.len() == out.len(),
+            "one d and sum per block"
+        );
+    }
+}
+
+/// [`crate::quant::quantize_row_q8_0`] in AVX2, bit for bit (NaN inputs quantize to 0 and
+/// are left out of the maximum, as there).
+pub(super) fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
+    check_quantize(x, out, None);
     // SAFETY: every x86 kernel level includes AVX2 and F16C; lengths checked above.
     unsafe { quantize_q8_0_impl::<false>(x, out, &mut [], &mut [], 0) }
 }
@@ -719,26 +731,14 @@ pub(super) fn quantize_q8_0_panel(
     sum: &mut [i32],
     offset: i32,
 ) {
-    assert_eq!(
-        x.len(),
-        out.len() * 32,
-        "q8_0: row length must be blocks * 32"
-    );
-    assert!(
-        d.len() == out.len() && sum.len() == out.len(),
-        "one d and sum per block"
-    );
+    check_quantize(x, out, Some((d, sum)));
     // SAFETY: every x86 kernel level includes AVX2 and F16C; lengths checked above.
     unsafe { quantize_q8_0_impl::<true>(x, out, d, sum, offset) }
 }
 
 /// [`quantize_q8_0`] in AVX-512 (the AVX-512 levels), bit for bit.
 pub(super) fn quantize_q8_0_zmm(x: &[f32], out: &mut [BlockQ8_0]) {
-    assert_eq!(
-        x.len(),
-        out.len() * 32,
-        "q8_0: row length must be blocks * 32"
-    );
+    check_quantize(x, out, None);
     // SAFETY: the AVX-512 tables are only handed out on CPUs with AVX-512 F/BW/VL (and AVX2,
     // F16C); lengths checked above.
     unsafe { quantize_q8_0_zmm_impl::<false>(x, out, &mut [], &mut [], 0) }
@@ -752,15 +752,7 @@ pub(super) fn quantize_q8_0_panel_zmm(
     sum: &mut [i32],
     offset: i32,
 ) {
-    assert_eq!(
-        x.len(),
-        out.len() * 32,
-        "q8_0: row length must be blocks * 32"
-    );
-    assert!(
-        d.len() == out.len() && sum.len() == out.len(),
-        "one d and sum per block"
-    );
+    check_quantize(x, out, Some((d, sum)));
     // SAFETY: as in `quantize_q8_0_zmm`.
     unsafe { quantize_q8_0_zmm_impl::<true>(x, out, d, sum, offset) }
 }
