@@ -304,9 +304,9 @@ pub(crate) struct AttnProj {
 }
 
 impl AttnProj {
-    /// The query, key and value projections of `norm(x)` into `qkv` (the input quantized once),
-    /// the normed input computed where it is quantized (see [`kernels::matmul_many_produced`]); `staging` holds it where it has to be
-    /// stored whole.
+    /// The query, key and value projections of `norm(x)` into `qkv`, the input quantized once
+    /// and normed where it is quantized (see [`kernels::matmul_many_produced`]); `staging`
+    /// holds it where it has to be stored whole.
     pub(crate) fn normed_qkv_into(
         &self,
         file: &GgufFile,
