@@ -320,9 +320,20 @@ mod tests {
             let w: Vec<f32> = x[..n].iter().map(|v| v * 0.1 - 0.7).collect();
             let rows: Vec<f32> = x.iter().rev().cycle().take(2 * n).copied().collect();
             let (mut r1, mut r2) = (rows.clone(), rows);
+            let (rows, mut into) = (r1.clone(), vec![0.0; r1.len()]);
             rmsnorm_rows(&mut r1, &w, 1e-6);
             crate::ops::rmsnorm_body(&mut r2, &w, 1e-6);
             assert_eq!(bits(&r1), bits(&r2), "rmsnorm {n}");
+            // The same norm into another buffer, and added to a residual.
+            rmsnorm_rows_into(&rows, &w, 1e-6, &mut into);
+            assert_eq!(bits(&into), bits(&r2), "rmsnorm into {n}");
+            let residual: Vec<f32> = rows.iter().map(|v| v * 0.25 - 1.0).collect();
+            let (mut x1, mut y1) = (residual.clone(), rows.clone());
+            let (mut x2, mut y2) = (residual, rows);
+            add_rmsnormed_rows(&mut x1, &mut y1, &w, 1e-6);
+            crate::ops::add_rmsnormed_body(&mut x2, &mut y2, &w, 1e-6);
+            assert_eq!(bits(&y1), bits(&r2), "add_rmsnormed's norm {n}");
+            assert_eq!(bits(&x1), bits(&x2), "add_rmsnormed {n}");
         }
     }
 
