@@ -127,13 +127,17 @@ mod tests {
         }
     }
 
+    /// Test value `i` of stream `s`, in [-1, 1].
+    fn val(i: usize, s: usize) -> f32 {
+        ((i * 7919 + s * 104729) % 2003) as f32 / 1001.0 - 1.0
+    }
+
     /// Every shape's tails (rows past a 12-row tile, columns past a 32-column one), strided
     /// left-hand sides and outputs, with and without accumulation, against f64 sums; and, where
     /// our AVX-512 kernel runs, each row's bits the same whether the rows are computed together
     /// or one call per row (the attention splits rows between threads by their number).
     #[test]
     fn products_of_every_shape_match_f64_and_do_not_depend_on_the_row_split() {
-        let val = |i: usize, s: usize| ((i * 7919 + s * 104729) % 2003) as f32 / 1001.0 - 1.0;
         #[cfg(target_arch = "x86_64")]
         let ours = x86::width().is_some();
         #[cfg(not(target_arch = "x86_64"))]
@@ -221,7 +225,6 @@ mod tests {
         if !is_x86_feature_detected!("avx512f") {
             return; // Only an AVX-512 CPU runs both.
         }
-        let val = |i: usize, s: usize| ((i * 7919 + s * 104729) % 2003) as f32 / 1001.0 - 1.0;
         for (m, n, k) in [
             (1, 1, 1),
             (13, 33, 7),

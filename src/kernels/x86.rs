@@ -757,6 +757,16 @@ pub(super) fn quantize_q8_0_panel_zmm(
     unsafe { quantize_q8_0_zmm_impl::<true>(x, out, d, sum, offset) }
 }
 
+/// Σ of a block's 32 signed quants: Σ (q + 128) by `vpsadbw`, then the bias taken back out.
+#[inline(always)]
+unsafe fn sum_i8x32(q8: __m256i) -> i32 {
+    let biased = _mm256_xor_si256(q8, _mm256_set1_epi8(-128));
+    let s = _mm256_sad_epu8(biased, _mm256_setzero_si256());
+    let s = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    let s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
+    _mm_cvtsi128_si32(s) - 32 * 128
+}
+
 /// Sixteen blocks at a time, as the AVX2 version does eight: their maxima, their scales by one
 /// vector division, then each block's 32 quants from two zmm (half the instructions of four
 /// ymm; the rounding and saturation run on mask registers). The blocks past the last sixteen
@@ -826,12 +836,7 @@ unsafe fn quantize_q8_0_zmm_impl<const PANEL: bool>(
             if PANEL {
                 let i = c * G + j;
                 d_out[i] = d32[j];
-                // Σ (q + 128) over the 32 bytes by `vpsadbw`, then the offset taken back out.
-                let biased = _mm256_xor_si256(q8, _mm256_set1_epi8(-128));
-                let s = _mm256_sad_epu8(biased, _mm256_setzero_si256());
-                let s = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-                let s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
-                sum_out[i] = -offset * (_mm_cvtsi128_si32(s) - 32 * 128);
+                sum_out[i] = -offset * sum_i8x32(q8);
             }
         }
     }
@@ -913,12 +918,7 @@ unsafe fn quantize_q8_0_impl<const PANEL: bool>(
             if PANEL {
                 let i = c * 8 + j;
                 d_out[i] = d32[j];
-                // Σ (q + 128) over the 32 bytes by `vpsadbw`, then the offset taken back out.
-                let biased = _mm256_xor_si256(q8, _mm256_set1_epi8(-128));
-                let s = _mm256_sad_epu8(biased, _mm256_setzero_si256());
-                let s = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-                let s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
-                sum_out[i] = -offset * (_mm_cvtsi128_si32(s) - 32 * 128);
+                sum_out[i] = -offset * sum_i8x32(q8);
             }
         }
     }
