@@ -27,7 +27,7 @@ pub use error::{Error, Result};
 pub use generate::{
     BeamParams, Flow, GenerateOptions, Generation, SamplingParams, StopReason, Strategy,
 };
-pub use model::Model;
+pub use model::{AttentionPrecision, Model};
 pub use session::{CancelToken, Session};
 pub use summarize::{Progress, SummarizeOptions, Summary, SummaryLength};
 pub use tokenizer::Tokenizer;

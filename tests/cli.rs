@@ -121,6 +121,7 @@ fn info_describes_the_model() {
         assert!(text.contains(&format!("family:       {family}")), "{text}");
         assert!(text.contains("q8_0"), "{text}");
         assert!(text.contains("tokenizer:"), "{text}");
+        assert!(text.contains("attention:    encoder f32"), "{text}");
         if family == "t5gemma2" {
             assert!(
                 text.contains("vision-tower/projector tensors skipped"),
@@ -361,47 +362,60 @@ fn every_kernel_level_and_thread_count_gives_the_same_greedy_output() {
     for dir in fixture_dirs() {
         for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
             let model = convert_fixture(&dir, ty, true);
-            let input = "5,9,33,100,7,250,11,19,402,8,77,301,44,12,6,93,120,17";
-            let mut outputs = Vec::new();
-            for level in t5g::kernels::supported_levels() {
-                for threads in ["1", "2"] {
-                    let out = Command::new(env!("CARGO_BIN_EXE_t5g"))
-                        .args([
-                            "generate",
-                            "-m",
-                            model.to_str().unwrap(),
-                            "--input-ids",
-                            input,
-                            "-n",
-                            "10",
-                            "--ids",
-                        ])
-                        .args(["-t", threads])
-                        .env("T5G_KERNEL", level.name())
-                        .output()
-                        .unwrap();
-                    assert!(
-                        out.status.success(),
-                        "{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                    outputs.push((
-                        level.name(),
-                        threads,
-                        String::from_utf8(out.stdout).unwrap(),
-                    ));
-                }
-            }
-            for (level, threads, ids) in &outputs {
-                assert_eq!(
-                    ids,
-                    &outputs[0].2,
-                    "{} {ty}: {level} with {threads} threads",
-                    name(&dir)
-                );
+            for attention in ["f32", "int8"] {
+                same_output_at_every_level_and_thread_count(&dir, ty, &model, attention);
             }
         }
     }
+}
+
+/// `generate` at every supported kernel level with 1 and 2 threads, with the encoder's
+/// attention in `attention` (`T5G_ATTENTION`): one greedy output for all of them.
+fn same_output_at_every_level_and_thread_count(
+    dir: &std::path::Path,
+    ty: GgmlType,
+    model: &std::path::Path,
+    attention: &str,
+) {
+    let input = "5,9,33,100,7,250,11,19,402,8,77,301,44,12,6,93,120,17";
+    let mut outputs = Vec::new();
+    for level in t5g::kernels::supported_levels() {
+        for threads in ["1", "2"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_t5g"))
+                .args(["generate", "-m", model.to_str().unwrap()])
+                .args(["--input-ids", input, "-n", "10", "--ids", "-t", threads])
+                .env("T5G_KERNEL", level.name())
+                .env("T5G_ATTENTION", attention)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let ids = String::from_utf8(out.stdout).unwrap();
+            outputs.push((level.name(), threads, ids));
+        }
+    }
+    for (level, threads, ids) in &outputs {
+        assert_eq!(
+            ids,
+            &outputs[0].2,
+            "{} {ty}, {attention} attention: {level} with {threads} threads",
+            name(dir)
+        );
+    }
+}
+
+#[test]
+fn unknown_attention_precision_is_a_usage_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_t5g"))
+        .args(["info", "x.gguf"])
+        .env("T5G_ATTENTION", "int4")
+        .output()
+        .unwrap();
+    let err = assert_clean_error(&out, 2, "T5G_ATTENTION");
+    assert!(err.contains("T5G_ATTENTION=int4"), "{err}");
 }
 
 #[test]

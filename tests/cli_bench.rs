@@ -58,6 +58,21 @@ fn bench_json_on_a_model_file() {
     check_contract(&v, 8, 3);
     assert_eq!(v["type"], "q8_0");
     assert!(v["preset"].is_null());
+    // Q8_0 files attend in f32 unless told otherwise; the override is reported.
+    assert_eq!(v["encoder_attention"], "f32");
+    let out = Command::new(env!("CARGO_BIN_EXE_t5g"))
+        .args([
+            "bench",
+            "-m",
+            model.to_str().unwrap(),
+            "--input-tokens",
+            "40",
+        ])
+        .args(["--new-tokens", "2", "-t", "1", "--no-ceilings", "--json"])
+        .env("T5G_ATTENTION", "int8")
+        .output()
+        .unwrap();
+    assert_eq!(json(&out)["encoder_attention"], "int8");
 }
 
 #[test]

@@ -60,6 +60,9 @@ pub struct BenchReport {
     pub threads: usize,
     /// Kernel level in use (`avx512vnni`, `avx2`, `neon`, ...).
     pub kernel: String,
+    /// How the encoder computes attention (`f32` or `int8`, see
+    /// [`AttentionPrecision`](crate::AttentionPrecision)).
+    pub encoder_attention: String,
     /// Encoder input length.
     pub input_tokens: usize,
     /// Decoder steps.
@@ -289,6 +292,7 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchReport> {
         file_bytes: model.file().file_size(),
         threads: rayon::current_num_threads(),
         kernel: kernel_name(),
+        encoder_attention: model.encoder_attention().name().into(),
         input_tokens: opts.input_tokens,
         new_tokens: opts.new_tokens,
         runs: opts.runs,

@@ -27,6 +27,7 @@ mod aarch64;
 pub mod ceiling;
 pub mod gemm_f32;
 mod level;
+pub(crate) mod q8_products;
 pub mod scalar;
 pub mod vec_f32;
 #[cfg(target_arch = "x86_64")]
@@ -163,18 +164,11 @@ impl QActs {
     /// `sum` for the panel kernels.
     fn quantize(&mut self, k: &Kernels, x: &[f32], cols: usize, panel_offset: Option<i32>) {
         let n = x.len() / QK;
-        self.bpr = cols / QK;
-        self.q.clear();
-        self.q.resize(n, bytemuck::Zeroable::zeroed());
-        self.d.clear();
-        self.sum.clear();
-        self.offset = 0;
         let (Some(offset), Some(panel)) = (panel_offset, k.panel) else {
+            self.reset_for(n, cols, None);
             return quantize_into(k, x, cols, &mut self.q);
         };
-        self.offset = offset;
-        self.d.resize(n, 0.0);
-        self.sum.resize(n, 0);
+        self.reset_for(n, cols, Some(offset));
         let per_task = 16 * self.bpr;
         if n <= 4 * per_task {
             return (panel.quantize)(x, &mut self.q, &mut self.d, &mut self.sum, offset);
@@ -185,6 +179,36 @@ impl QActs {
             .zip(self.sum.par_chunks_mut(per_task))
             .zip(x.par_chunks(per_task * QK))
             .for_each(|(((q, d), sum), x)| (panel.quantize)(x, q, d, sum, offset));
+    }
+
+    /// [`quantize`](Self::quantize) in this thread alone, for callers that already run in
+    /// parallel.
+    fn quantize_here(&mut self, k: &Kernels, x: &[f32], cols: usize, panel_offset: Option<i32>) {
+        let n = x.len() / QK;
+        match (panel_offset, k.panel) {
+            (Some(offset), Some(panel)) => {
+                self.reset_for(n, cols, Some(offset));
+                (panel.quantize)(x, &mut self.q, &mut self.d, &mut self.sum, offset)
+            }
+            _ => {
+                self.reset_for(n, cols, None);
+                (k.quantize_q8_0)(x, &mut self.q)
+            }
+        }
+    }
+
+    /// Sizes the buffers for `n` blocks of rows of `cols`, with panel data for `panel_offset`.
+    fn reset_for(&mut self, n: usize, cols: usize, panel_offset: Option<i32>) {
+        self.bpr = cols / QK;
+        self.q.clear();
+        self.q.resize(n, bytemuck::Zeroable::zeroed());
+        self.d.clear();
+        self.sum.clear();
+        self.offset = panel_offset.unwrap_or(0);
+        if panel_offset.is_some() {
+            self.d.resize(n, 0.0);
+            self.sum.resize(n, 0);
+        }
     }
 
     /// [`quantize`](Self::quantize) for the panel kernels of an input that `produce` computes,
@@ -198,14 +222,7 @@ impl QActs {
         produce: Producer,
     ) {
         let n = n_tokens * (cols / QK);
-        self.bpr = cols / QK;
-        self.q.clear();
-        self.q.resize(n, bytemuck::Zeroable::zeroed());
-        self.d.clear();
-        self.d.resize(n, 0.0);
-        self.sum.clear();
-        self.sum.resize(n, 0);
-        self.offset = offset;
+        self.reset_for(n, cols, Some(offset));
         if n == 0 {
             return;
         }
@@ -281,6 +298,23 @@ impl Panel {
         }
     }
 
+    /// The whole panel, as the micro-kernels read it.
+    pub fn view(&self) -> PanelRef<'_> {
+        self.blocks(0..self.bpr)
+    }
+
+    /// Blocks `blocks` of every row: a product over just those columns of the weight.
+    pub fn blocks(&self, blocks: Range<usize>) -> PanelRef<'_> {
+        let rows = self.rows;
+        PanelRef {
+            rows,
+            bpr: blocks.len(),
+            offset: self.offset,
+            qs: &self.qs[blocks.start * QK * rows..blocks.end * QK * rows],
+            d: &self.d[blocks.start * rows..blocks.end * rows],
+        }
+    }
+
     /// Packs `w.len() / bpr` (≤ rows) Q4_0 rows; missing rows stay zero.
     pub fn pack_q4_0(&mut self, rows: usize, bpr: usize, w: &[BlockQ4_0]) {
         self.reset(rows, bpr, 8, w.len() / bpr);
@@ -311,8 +345,24 @@ impl Panel {
     }
 }
 
+/// A run of consecutive blocks of a [`Panel`] (all of them, or a slice of the columns): what
+/// the micro-kernels read, laid out as in the panel.
+#[derive(Clone, Copy)]
+pub(crate) struct PanelRef<'a> {
+    /// Rows per panel.
+    pub rows: usize,
+    /// Blocks per row in this run.
+    pub bpr: usize,
+    /// See [`Panel::offset`].
+    pub offset: i32,
+    /// `bpr * 32 * rows` bytes.
+    pub qs: &'a [u8],
+    /// `bpr * rows` weight scales.
+    pub d: &'a [f32],
+}
+
 /// `out[t * R + i] = Σ_b float(isum(b, i, t0 + t)) · d_w · d_x` for `t < nt` (1..=4 tokens).
-pub(crate) type PanelFn = fn(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &mut [f32]);
+pub(crate) type PanelFn = fn(p: &PanelRef, x: &QActs, t0: usize, nt: usize, out: &mut [f32]);
 
 /// Quantizes activation rows to Q8_0 and writes each block's f32 scale and `-offset · Σ q`
 /// (see [`QActs`]): `(x, blocks, d, sum, offset)`.
@@ -803,7 +853,7 @@ fn gemm_panels(
                     let t_end = (t0 + TOKEN_TILE).min(n_tokens);
                     for t in (t0..t_end).step_by(kernels.tokens) {
                         let nt = (t_end - t).min(kernels.tokens);
-                        kernel(panel, acts, t, nt, &mut tile);
+                        kernel(&panel.view(), acts, t, nt, &mut tile);
                         for dt in 0..nt {
                             let run = &tile[dt * prows..][..r.len()];
                             // SAFETY: these rows of weight i belong to this task alone.

@@ -4,7 +4,7 @@
 //! whose bounds its safe wrapper has checked. The wrappers are reachable only through the tables
 //! [`kernels`] returns, and it returns a table only for a level the CPU supports.
 
-use super::{KernelLevel, Kernels, Panel, PanelKernels, QActs};
+use super::{KernelLevel, Kernels, Panel, PanelKernels, PanelRef, QActs};
 use crate::quant::{BlockQ4_0, BlockQ8_0};
 use half::{bf16, f16};
 use std::arch::x86_64::*;
@@ -92,7 +92,7 @@ static AVX512_VNNI: Kernels = Kernels {
 
 /// Checks everything a panel micro-kernel reads and writes, so the kernels may use raw pointers.
 fn check_panel(
-    p: &Panel,
+    p: &PanelRef,
     x: &QActs,
     t0: usize,
     nt: usize,
@@ -338,7 +338,7 @@ macro_rules! safe_entries {
     (rows = $rows:literal, tokens = $tokens:literal, panels only,
      $( $panel:ident => $inner:ident ),*) => {
         $(
-            pub(super) fn $panel(p: &Panel, x: &QActs, t0: usize, nt: usize, out: &mut [f32]) {
+            pub(super) fn $panel(p: &PanelRef, x: &QActs, t0: usize, nt: usize, out: &mut [f32]) {
                 super::check_panel(p, x, t0, nt, out, $rows, $tokens);
                 // SAFETY: features checked by dispatch; bounds checked by check_panel.
                 unsafe {
@@ -1046,7 +1046,7 @@ macro_rules! panel_kernel {
      $storeu_f:ident, $mul:ident, $fmadd:ident, $cvt:ident) => {
         #[target_feature(enable = $feat)]
         pub(super) unsafe fn $name<const T: usize>(
-            p: &Panel,
+            p: &PanelRef,
             x: &QActs,
             t0: usize,
             out: &mut [f32],
@@ -1370,7 +1370,7 @@ mod vnni {
     /// (16 rows × 4 tokens read 172 GMAC/s on one core of the Xeon, this 242: the x
     /// broadcasts and the float epilogue are shared by, or spread over, twice the rows.)
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn panel_impl<const T: usize>(p: &Panel, x: &QActs, t0: usize, out: &mut [f32]) {
+    unsafe fn panel_impl<const T: usize>(p: &PanelRef, x: &QActs, t0: usize, out: &mut [f32]) {
         let bpr = p.bpr;
         let wq = p.qs.as_ptr();
         let wd = p.d.as_ptr();

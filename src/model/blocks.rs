@@ -5,8 +5,11 @@ use super::config::{LayerKind, StackConfig};
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::kernels::gemm_f32::{matmul_f32, Strided};
+use crate::kernels::q8_products::{Q8Matrix, Q8Rows};
 use crate::kernels::{self, vec_f32, MatRef};
+use crate::model::AttentionPrecision;
 use crate::ops::{self, Rope, RopeTable};
+use crate::quant::QK;
 use rayon::prelude::*;
 use std::cell::Cell;
 use std::ops::Range;
@@ -395,15 +398,18 @@ pub(crate) type Visible<'a> = &'a (dyn Fn(usize, usize) -> Range<usize> + Sync);
 /// products over just the keys some row of the block can see, so sliding windows cost their
 /// width, not the input length.
 /// A single query row (a decoder step) goes to [`attention_one_query`].
+///
+/// With [`AttentionPrecision::Int8`] (and more than one query row) both products run in int8
+/// ([`attend_group_int8`]); the keys and the transposed values are quantized once per call.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attention(
     q: &[f32],
     n_q: usize,
     segments: &[KeySegment],
     heads: Heads,
-    scale: f32,
-    softcap: Option<f32>,
+    (scale, softcap): (f32, Option<f32>),
     visible: Visible,
+    precision: AttentionPrecision,
     scratch: &mut AttnScratch,
     out: &mut [f32],
 ) {
@@ -426,13 +432,20 @@ pub(crate) fn attention(
     // stacked), so each block reads and packs every key and value once per kv head.
     let max_rows = (ATTENTION_ROWS * 2 / group).max(16);
     let block_rows = (n_q / (rayon::current_num_threads() * 4)).clamp(16, max_rows);
-    // Every segment's keys transposed once, `[kv head][dim][key]`: each block's score product
-    // then reads rows of consecutive keys, which f32 kernels stream without packing.
-    scratch.keys_t.resize_with(segments.len(), Vec::new);
-    for (seg, kt) in segments.iter().zip(&mut scratch.keys_t) {
-        transpose_keys_into(seg.k, seg.len, kv_dim, kt);
+    let int8 = precision == AttentionPrecision::Int8;
+    if int8 {
+        quantize_keys_values(segments, heads, scratch);
+    } else {
+        // Every segment's keys transposed once, `[kv head][dim][key]`: each block's score
+        // product then reads rows of consecutive keys, which f32 kernels stream without
+        // packing.
+        scratch.keys_t.resize_with(segments.len(), Vec::new);
+        for (seg, kt) in segments.iter().zip(&mut scratch.keys_t) {
+            transpose_keys_into(seg.k, seg.len, kv_dim, kt);
+        }
     }
-    let keys_t = &scratch.keys_t[..segments.len()];
+    let keys_t = &scratch.keys_t[..if int8 { 0 } else { segments.len() }];
+    let (keys_q8, values_q8) = (&scratch.keys_q8, &scratch.values_q8);
     out.par_chunks_mut(block_rows * q_dim)
         .enumerate()
         .for_each(|(b, out_rows)| {
@@ -453,10 +466,16 @@ pub(crate) fn attention(
                 .collect();
             let unions: Vec<Range<usize>> = ranges
                 .iter()
-                .map(|rs| {
+                .zip(segments)
+                .map(|(rs, seg)| {
                     let lo = rs.iter().filter(|r| !r.is_empty()).map(|r| r.start).min();
                     let hi = rs.iter().map(|r| r.end).max();
                     match (lo, hi) {
+                        // The int8 products take whole blocks of keys: the union widened to
+                        // multiples of 32 (the extra keys are masked like any other).
+                        (Some(lo), Some(hi)) if int8 => {
+                            lo / QK * QK..hi.next_multiple_of(QK).min(padded_keys(seg.len))
+                        }
                         (Some(lo), Some(hi)) => lo..hi,
                         _ => 0..0,
                     }
@@ -490,21 +509,38 @@ pub(crate) fn attention(
                 } else {
                     (q_group, out_group)
                 };
-                attend_group(
-                    q_g,
-                    rows,
-                    group,
-                    segments,
-                    keys_t,
-                    g * hd,
-                    kv_dim,
-                    hd,
-                    &ranges,
-                    &unions,
-                    (scale, softcap),
-                    scores,
-                    out_g,
-                );
+                if int8 {
+                    let n_kv = n_kv_heads;
+                    let mats: Vec<(&Q8Matrix, &Q8Matrix)> = (0..segments.len())
+                        .map(|s| (&keys_q8[s * n_kv + g], &values_q8[s * n_kv + g]))
+                        .collect();
+                    attend_group_int8(
+                        (q_g, rows, group, hd),
+                        &mats,
+                        &ranges,
+                        &unions,
+                        (scale, softcap),
+                        &mut bufs.int8,
+                        scores,
+                        out_g,
+                    );
+                } else {
+                    attend_group(
+                        q_g,
+                        rows,
+                        group,
+                        segments,
+                        keys_t,
+                        g * hd,
+                        kv_dim,
+                        hd,
+                        &ranges,
+                        &unions,
+                        (scale, softcap),
+                        scores,
+                        out_g,
+                    );
+                }
                 if !direct {
                     for (dst, src) in out_rows
                         .chunks_exact_mut(q_dim)
@@ -524,6 +560,16 @@ struct BlockBuffers {
     scores: Vec<f32>,
     q_group: Vec<f32>,
     out_group: Vec<f32>,
+    int8: Int8Buffers,
+}
+
+/// The buffers of [`attend_group_int8`].
+#[derive(Default)]
+struct Int8Buffers {
+    /// Queries padded to whole blocks, or one segment's probabilities gathered.
+    staged: Vec<f32>,
+    queries: Q8Rows,
+    probs: Q8Rows,
 }
 
 thread_local! {
@@ -580,30 +626,7 @@ fn attend_group(
         matmul_f32(&mut scores[col..], width, false, q_view, keys_t, scale);
         col += u.len();
     }
-    for (r, row) in scores.chunks_exact_mut(width).take(m).enumerate() {
-        let i = r / group;
-        let mut c0 = 0;
-        for (rs, u) in ranges.iter().zip(unions) {
-            // Columns of the union this row cannot see are masked; the rest capped.
-            let seg = &mut row[c0..c0 + u.len()];
-            let r = &rs[i];
-            let (lo, hi) = if r.is_empty() {
-                (0, 0)
-            } else {
-                (r.start - u.start, r.end - u.start)
-            };
-            seg[..lo].fill(f32::NEG_INFINITY);
-            seg[hi..].fill(f32::NEG_INFINITY);
-            if let Some(c) = softcap {
-                seg[lo..hi]
-                    .iter_mut()
-                    .for_each(|s| *s = (*s / c).tanh() * c);
-            }
-            c0 += u.len();
-        }
-        debug_assert!(row.iter().any(|s| s.is_finite()), "a query row sees no key");
-        ops::softmax_inplace(row);
-    }
+    mask_softmax(&mut scores[..m * width], group, ranges, unions, softcap);
     let mut col = 0;
     let mut first = true;
     for (seg, u) in segments.iter().zip(unions).filter(|(_, u)| !u.is_empty()) {
@@ -627,31 +650,216 @@ fn attend_group(
     }
 }
 
+/// Rows `i · group + h` of `scores` (the columns of the unions side by side) become
+/// probabilities: columns of the union that query row `i` cannot see are masked, the rest
+/// soft-capped (if set), then each row is softmaxed.
+fn mask_softmax(
+    scores: &mut [f32],
+    group: usize,
+    ranges: &[Vec<Range<usize>>],
+    unions: &[Range<usize>],
+    softcap: Option<f32>,
+) {
+    let width: usize = unions.iter().map(|u| u.len()).sum();
+    for (r, row) in scores.chunks_exact_mut(width).enumerate() {
+        let i = r / group;
+        let mut c0 = 0;
+        for (rs, u) in ranges.iter().zip(unions) {
+            let seg = &mut row[c0..c0 + u.len()];
+            let r = &rs[i];
+            let (lo, hi) = if r.is_empty() {
+                (0, 0)
+            } else {
+                (r.start - u.start, r.end - u.start)
+            };
+            seg[..lo].fill(f32::NEG_INFINITY);
+            seg[hi..].fill(f32::NEG_INFINITY);
+            if let Some(c) = softcap {
+                seg[lo..hi]
+                    .iter_mut()
+                    .for_each(|s| *s = (*s / c).tanh() * c);
+            }
+            c0 += u.len();
+        }
+        debug_assert!(row.iter().any(|s| s.is_finite()), "a query row sees no key");
+        ops::softmax_inplace(row);
+    }
+}
+
+/// Keys per segment rounded up to whole blocks: the rows of the quantized keys and the
+/// columns of the quantized transposed values (the padding is zeros, always masked).
+fn padded_keys(len: usize) -> usize {
+    len.next_multiple_of(QK)
+}
+
+/// For [`attend_group_int8`]: every (segment, kv head)'s keys as a Q8_0 matrix
+/// `[padded keys, head_dim padded to 32]` and its values transposed, `[head_dim, padded keys]`,
+/// at `scratch.keys_q8` / `values_q8[segment · n_kv_heads + kv head]`.
+fn quantize_keys_values(segments: &[KeySegment], heads: Heads, scratch: &mut AttnScratch) {
+    let (n_kv, hd) = (heads.n_kv_heads, heads.head_dim);
+    let kv_dim = n_kv * hd;
+    let hd_cols = hd.next_multiple_of(QK);
+    let n = segments.len() * n_kv;
+    scratch.keys_q8.resize_with(n, Q8Matrix::default);
+    scratch.values_q8.resize_with(n, Q8Matrix::default);
+    for (s, seg) in segments.iter().enumerate() {
+        let keys = padded_keys(seg.len);
+        for g in 0..n_kv {
+            let off = g * hd;
+            scratch.keys_q8[s * n_kv + g].fill(keys, hd_cols, |rows, out| {
+                for (j, row) in rows.zip(out.chunks_exact_mut(hd_cols)) {
+                    if j < seg.len {
+                        row[..hd].copy_from_slice(&seg.k[j * kv_dim + off..][..hd]);
+                        row[hd..].fill(0.0);
+                    } else {
+                        row.fill(0.0);
+                    }
+                }
+            });
+            scratch.values_q8[s * n_kv + g].fill(hd, keys, |dims, out| {
+                let v = &seg.v[off + dims.start..];
+                transpose_into(v, kv_dim, seg.len, dims.len(), out, keys);
+                for row in out.chunks_exact_mut(keys) {
+                    row[seg.len..].fill(0.0);
+                }
+            });
+        }
+    }
+}
+
+/// [`attend_group`] with both products in int8: the block's queries (padded to whole blocks)
+/// are quantized once, scored against each segment's quantized keys over the block-aligned
+/// `unions`, masked, soft-capped and softmaxed in f32 as in [`attend_group`]; each segment's
+/// probabilities are then quantized and multiplied by its quantized transposed values.
+/// `mats[s]` = (keys, transposed values) of segment `s` for this kv head.
+#[allow(clippy::too_many_arguments)]
+fn attend_group_int8(
+    (q, rows, group, hd): (&[f32], usize, usize, usize),
+    mats: &[(&Q8Matrix, &Q8Matrix)],
+    ranges: &[Vec<Range<usize>>],
+    unions: &[Range<usize>],
+    (scale, softcap): (f32, Option<f32>),
+    bufs: &mut Int8Buffers,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let width: usize = unions.iter().map(|u| u.len()).sum();
+    let m = rows * group;
+    let out = &mut out[..m * hd];
+    if width == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let hd_cols = hd.next_multiple_of(QK);
+    let queries = if hd_cols == hd {
+        &q[..m * hd]
+    } else {
+        let staged = resized(&mut bufs.staged, m * hd_cols);
+        for (dst, src) in staged.chunks_exact_mut(hd_cols).zip(q.chunks_exact(hd)) {
+            dst[..hd].copy_from_slice(src);
+            dst[hd..].fill(0.0);
+        }
+        staged
+    };
+    bufs.queries.quantize(mats[0].0, queries, hd_cols);
+    let scores = &mut scores[..m * width];
+    let mut col = 0;
+    for (&(keys, _), u) in mats.iter().zip(unions).filter(|(_, u)| !u.is_empty()) {
+        let blocks = 0..hd_cols / QK;
+        keys.product(
+            &bufs.queries,
+            u.clone(),
+            blocks,
+            scale,
+            false,
+            &mut scores[col..],
+            width,
+        );
+        col += u.len();
+    }
+    mask_softmax(scores, group, ranges, unions, softcap);
+    let mut col = 0;
+    let mut first = true;
+    for (&(_, values), u) in mats.iter().zip(unions).filter(|(_, u)| !u.is_empty()) {
+        let probs = if u.len() == width {
+            &scores[..]
+        } else {
+            let staged = resized(&mut bufs.staged, m * u.len());
+            for (dst, src) in staged
+                .chunks_exact_mut(u.len())
+                .zip(scores.chunks_exact(width))
+            {
+                dst.copy_from_slice(&src[col..col + u.len()]);
+            }
+            staged
+        };
+        bufs.probs.quantize(values, probs, u.len());
+        let blocks = u.start / QK..u.end / QK;
+        values.product(&bufs.probs, 0..hd, blocks, 1.0, !first, out, hd);
+        first = false;
+        col += u.len();
+    }
+}
+
 /// `len` rows of `kv_dim` keys, transposed into `kt` (reusing its memory): element `(j, d)` at
 /// `d * len + j`. Tiles of 16 dimensions × 16 keys, so that every cache line read and written
 /// is used whole while it is in L1.
 fn transpose_keys_into(k: &[f32], len: usize, kv_dim: usize, kt: &mut Vec<f32>) {
-    const TILE: usize = 16;
+    const DIMS: usize = 16;
     let kt = resized(kt, len * kv_dim);
     if kt.is_empty() {
         return;
     }
-    kt.par_chunks_mut(TILE * len)
+    kt.par_chunks_mut(DIMS * len)
         .enumerate()
         .for_each(|(blk, rows)| {
-            let d0 = blk * TILE;
             let dims = rows.len() / len;
-            for j0 in (0..len).step_by(TILE) {
-                let keys = &k[j0 * kv_dim..];
-                let n_keys = TILE.min(len - j0);
-                for i in 0..dims {
-                    let dst = &mut rows[i * len + j0..][..n_keys];
-                    for (jj, o) in dst.iter_mut().enumerate() {
-                        *o = keys[jj * kv_dim + d0 + i];
+            transpose_into(&k[blk * DIMS..], kv_dim, len, dims, rows, len)
+        });
+}
+
+/// `dst[c * dst_stride + r] = src[r * src_stride + c]` for `r < rows`, `c < cols`, a tile of
+/// 16 × 16 at a time: every cache line read and written is used whole while it is in L1, and
+/// the tile's copies have fixed lengths the compiler unrolls.
+fn transpose_into(
+    src: &[f32],
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
+    const T: usize = 16;
+    let mut tile = [[0.0f32; T]; T];
+    for r0 in (0..rows).step_by(T) {
+        let nr = T.min(rows - r0);
+        for c0 in (0..cols).step_by(T) {
+            let nc = T.min(cols - c0);
+            if nr == T && nc == T {
+                for (i, t) in tile.iter_mut().enumerate() {
+                    t.copy_from_slice(&src[(r0 + i) * src_stride + c0..][..T]);
+                }
+                for c in 0..T {
+                    let d: &mut [f32; T] = (&mut dst[(c0 + c) * dst_stride + r0..][..T])
+                        .try_into()
+                        .expect("a tile row");
+                    for (o, t) in d.iter_mut().zip(&tile) {
+                        *o = t[c];
                     }
                 }
+                continue;
             }
-        });
+            for (i, t) in tile.iter_mut().enumerate().take(nr) {
+                t[..nc].copy_from_slice(&src[(r0 + i) * src_stride + c0..][..nc]);
+            }
+            for c in 0..nc {
+                let d = &mut dst[(c0 + c) * dst_stride + r0..][..nr];
+                for (o, t) in d.iter_mut().zip(&tile) {
+                    *o = t[c];
+                }
+            }
+        }
+    }
 }
 
 /// Keys per score task, and the fewest head dimensions per value task, of
@@ -676,6 +884,10 @@ pub(crate) struct AttnScratch {
     scores: Vec<f32>,
     /// Per key segment, its keys transposed (whole-input attention).
     keys_t: Vec<Vec<f32>>,
+    /// Per (key segment, kv head), its keys and its transposed values quantized (int8
+    /// whole-input attention).
+    keys_q8: Vec<Q8Matrix>,
+    values_q8: Vec<Q8Matrix>,
 }
 
 /// [`attention`] for a decoder step's single query row. The query heads that share a kv
@@ -709,6 +921,8 @@ fn attention_one_query(
         parts,
         scores,
         keys_t: _,
+        keys_q8: _,
+        values_q8: _,
     } = scratch;
     ranges.clear();
     ranges.extend(segments.iter().enumerate().map(|(s, seg)| {
@@ -931,4 +1145,104 @@ pub(crate) fn embed_tokens(
 /// The Gemma embedding normalizer `sqrt(H)`, rounded to f32 as transformers' f32 models do.
 pub(crate) fn embed_scale(hidden: usize) -> f32 {
     (hidden as f64).sqrt() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f64 {
+        let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+        let norm = |v: &[f32]| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+        dot / (norm(a) * norm(b))
+    }
+
+    /// Int8 attention against f32 attention on the shapes its block alignment must handle:
+    /// head sizes that are not whole blocks, grouped and single kv heads, two key segments of
+    /// ragged lengths (windowed self part, full cross part: the decoder's merged attention),
+    /// a sliding window narrower than the input, a soft-cap. Row by row, the two agree to
+    /// int8 precision; a misplaced block or mask would not.
+    #[test]
+    fn int8_attention_follows_f32_attention() {
+        let shapes = [
+            // (n_heads, n_kv_heads, head_dim, query rows, segment lengths, window, softcap)
+            (4, 2, 48, 37, vec![45, 70], 9, Some(5.0)),
+            (6, 1, 32, 100, vec![100], 33, None),
+            (2, 2, 16, 20, vec![20], 100, Some(8.0)),
+        ];
+        for (seed, (n_heads, n_kv_heads, hd, n_q, lens, window, softcap)) in
+            shapes.into_iter().enumerate()
+        {
+            let heads = Heads {
+                n_heads,
+                n_kv_heads,
+                head_dim: hd,
+            };
+            let kv_dim = n_kv_heads * hd;
+            let seed = seed as u64 * 10;
+            let q: Vec<f32> = values(n_q * n_heads * hd, seed)
+                .iter()
+                .map(|v| 2.0 * v)
+                .collect();
+            let kvs: Vec<(Vec<f32>, Vec<f32>)> = lens
+                .iter()
+                .enumerate()
+                .map(|(s, &len)| {
+                    let k = values(len * kv_dim, seed + 2 * s as u64 + 1);
+                    (k, values(len * kv_dim, seed + 2 * s as u64 + 2))
+                })
+                .collect();
+            let segments: Vec<KeySegment> = kvs
+                .iter()
+                .zip(&lens)
+                .map(|((k, v), &len)| KeySegment { k, v, len })
+                .collect();
+            let visible = |i: usize, s: usize| {
+                if s == 0 {
+                    i.saturating_sub(window)..i + window / 2 + 1
+                } else {
+                    0..usize::MAX
+                }
+            };
+            let run = |precision| {
+                let mut out = vec![0.0; n_q * n_heads * hd];
+                let mut scratch = AttnScratch::default();
+                let rule = (1.0 / (hd as f32).sqrt(), softcap);
+                attention(
+                    &q,
+                    n_q,
+                    &segments,
+                    heads,
+                    rule,
+                    &visible,
+                    precision,
+                    &mut scratch,
+                    &mut out,
+                );
+                out
+            };
+            let (exact, int8) = (run(AttentionPrecision::F32), run(AttentionPrecision::Int8));
+            for (i, (a, b)) in exact.chunks(hd).zip(int8.chunks(hd)).enumerate() {
+                let cos = cosine(a, b);
+                assert!(
+                    cos > 0.999,
+                    "shape {seed}: row {} head {}: cosine {cos}",
+                    i / n_heads,
+                    i % n_heads
+                );
+            }
+        }
+    }
 }

@@ -13,7 +13,7 @@ use super::blocks::{
     resized, AttnProj, Heads, KeySegment, Linear, Mlp, Norm, RopeTables, Scratch,
 };
 use super::config::{LayerKind, ModelConfig, StackConfig};
-use super::{DecoderState, EncoderOutput, LayerCache};
+use super::{AttentionPrecision, DecoderState, EncoderOutput, LayerCache};
 use crate::error::Result;
 use crate::gguf::GgufFile;
 use crate::kernels::MatRef;
@@ -165,6 +165,7 @@ pub(crate) fn encode(
     cfg: &ModelConfig,
     w: &Weights,
     ids: &[u32],
+    precision: AttentionPrecision,
 ) -> Result<Vec<f32>> {
     let e = &cfg.encoder;
     let n = ids.len();
@@ -197,9 +198,9 @@ pub(crate) fn encode(
             n,
             &keys,
             heads(e),
-            e.attn_scale(),
-            e.attn_logit_softcapping,
+            (e.attn_scale(), e.attn_logit_softcapping),
             &visible,
+            precision,
             &mut s.attn,
             resized(&mut s.ctx, n * e.q_dim()),
         );
@@ -277,9 +278,9 @@ pub(crate) fn decode(
                 n,
                 &keys,
                 heads(d),
-                d.attn_scale(),
-                d.attn_logit_softcapping,
+                (d.attn_scale(), d.attn_logit_softcapping),
                 &visible,
+                AttentionPrecision::F32,
                 &mut s.attn,
                 resized(&mut s.ctx, n * d.q_dim()),
             );
@@ -301,9 +302,9 @@ pub(crate) fn decode(
             n,
             &keys,
             heads(d),
-            d.attn_scale(),
-            d.attn_logit_softcapping,
+            (d.attn_scale(), d.attn_logit_softcapping),
             &|_, _| 0..usize::MAX,
+            AttentionPrecision::F32,
             &mut s.attn,
             resized(&mut s.ctx, n * d.q_dim()),
         );

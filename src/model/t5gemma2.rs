@@ -13,7 +13,7 @@ use super::blocks::{
     Heads, KeySegment, Linear, Mlp, Norm, RopeTables, Scratch, Vector,
 };
 use super::config::{LayerKind, ModelConfig, StackConfig};
-use super::{DecoderState, EncoderOutput, LayerCache};
+use super::{AttentionPrecision, DecoderState, EncoderOutput, LayerCache};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::kernels::MatRef;
@@ -170,6 +170,7 @@ pub(crate) fn encode(
     cfg: &ModelConfig,
     w: &Weights,
     ids: &[u32],
+    precision: AttentionPrecision,
 ) -> Result<Vec<f32>> {
     let e = &cfg.encoder;
     let n = ids.len();
@@ -196,9 +197,9 @@ pub(crate) fn encode(
             n,
             &keys,
             heads(e),
-            e.attn_scale(),
-            None,
+            (e.attn_scale(), None),
             &visible,
+            precision,
             &mut s.attn,
             resized(&mut s.ctx, n * e.q_dim()),
         );
@@ -288,9 +289,9 @@ pub(crate) fn decode(
                 n,
                 &keys,
                 heads(d),
-                d.attn_scale(),
-                None,
+                (d.attn_scale(), None),
                 &visible,
+                AttentionPrecision::F32,
                 &mut s.attn,
                 resized(&mut s.ctx, n * d.q_dim()),
             );

@@ -200,7 +200,13 @@ fn table(r: &BenchReport) -> String {
         ("model", r.preset.clone().unwrap_or_else(|| r.model.clone())),
         ("family / type", format!("{} / {}", r.family, r.weight_type)),
         ("file", gib(r.file_bytes as f64)),
-        ("threads / kernel", format!("{} / {}", r.threads, r.kernel)),
+        (
+            "threads / kernel",
+            format!(
+                "{} / {}, {} encoder attention",
+                r.threads, r.kernel, r.encoder_attention
+            ),
+        ),
         (
             "encode",
             format!(

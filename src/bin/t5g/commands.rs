@@ -228,6 +228,11 @@ fn info(a: InfoArgs) -> Result<(), CliError> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let _ = writeln!(
+        out,
+        "attention:    encoder {}, decoder f32",
+        model.encoder_attention().name()
+    );
     if let Ok(Some(name)) = file.opt_str("general.name") {
         let _ = writeln!(out, "name:         {name}");
     }

@@ -81,6 +81,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if let Err(e) = t5g::AttentionPrecision::from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let outcome = std::panic::catch_unwind(|| commands::run(cli.command));
     let outcome = outcome.unwrap_or(Err(CliError::Panicked));
     match outcome {
