@@ -157,25 +157,27 @@ mod x86 {
     }
 }
 
-/// Runs `$body` compiled for AVX-512 or AVX2 when the CPU has it, else as is: the same
-/// arithmetic in the same order (no fused multiply-adds), so the same bits.
+/// Runs `$body` compiled for AVX-512 or AVX2 (with FMA) when the CPU has it, else as is: the
+/// same arithmetic in the same order, so the same bits (the compiler fuses no multiply-add on
+/// its own; explicit `mul_add`s are exactly rounded everywhere, in hardware here).
 macro_rules! multiversion {
     ($name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {{
         #[cfg(target_arch = "x86_64")]
         {
-            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,fma")]
             unsafe fn avx512($($arg: $ty),*) $(-> $ret)? $body
-            #[target_feature(enable = "avx2")]
+            #[target_feature(enable = "avx2,fma")]
             unsafe fn avx2($($arg: $ty),*) $(-> $ret)? $body
             if is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("avx512dq")
                 && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("fma")
             {
                 // SAFETY: the CPU has every feature the function is compiled for.
                 return unsafe { avx512($($arg),*) };
             }
-            if is_x86_feature_detected!("avx2") {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                 // SAFETY: as above.
                 return unsafe { avx2($($arg),*) };
             }
@@ -209,6 +211,15 @@ pub fn rmsnorm_rows_into(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 pub fn add_rmsnormed_rows(x: &mut [f32], y: &mut [f32], w: &[f32], eps: f32) {
     multiversion!(add_rmsnormed(x: &mut [f32], y: &mut [f32], w: &[f32], eps: f32) {
         crate::ops::add_rmsnormed_body(x, y, w, eps)
+    })
+}
+
+/// `x = tanh(x / cap) · cap` with [`crate::ops::tanh_f32`], vectorized for the CPU.
+pub fn softcap(x: &mut [f32], cap: f32) {
+    multiversion!(softcap(x: &mut [f32], cap: f32) {
+        for v in x.iter_mut() {
+            *v = crate::ops::tanh_f32(*v / cap) * cap;
+        }
     })
 }
 
@@ -298,7 +309,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn softmax_gelu_and_rmsnorm_give_the_portable_bits() {
+    fn softmax_gelu_softcap_and_rmsnorm_give_the_portable_bits() {
         let x: Vec<f32> = (0..517)
             .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.037)
             .chain([f32::NEG_INFINITY, 88.0, -90.0, 0.0, -0.0])
@@ -316,6 +327,11 @@ mod tests {
             }
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&g1), bits(&g2), "gelu {n}");
+            let (mut c1, mut c2) = (x[..n].to_vec(), x[..n].to_vec());
+            softcap(&mut c1, 5.0);
+            c2.iter_mut()
+                .for_each(|v| *v = crate::ops::tanh_f32(*v / 5.0) * 5.0);
+            assert_eq!(bits(&c1), bits(&c2), "softcap {n}");
             // Two rows of n through RMSNorm, the gains far from zero.
             let w: Vec<f32> = x[..n].iter().map(|v| v * 0.1 - 0.7).collect();
             let rows: Vec<f32> = x.iter().rev().cycle().take(2 * n).copied().collect();

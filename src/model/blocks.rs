@@ -675,9 +675,7 @@ fn mask_softmax(
             seg[..lo].fill(f32::NEG_INFINITY);
             seg[hi..].fill(f32::NEG_INFINITY);
             if let Some(c) = softcap {
-                seg[lo..hi]
-                    .iter_mut()
-                    .for_each(|s| *s = (*s / c).tanh() * c);
+                ops::softcap_inplace(&mut seg[lo..hi], c);
             }
             c0 += u.len();
         }
@@ -974,7 +972,7 @@ fn attention_one_query(
     }
     for row in scores.chunks_exact_mut(width) {
         if let Some(c) = softcap {
-            row.iter_mut().for_each(|s| *s = (*s / c).tanh() * c);
+            ops::softcap_inplace(row, c);
         }
         ops::softmax_inplace(row);
     }

@@ -136,21 +136,25 @@ pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 
 /// `e^x` in f32 without a libm call (Cephes' polynomial, within 2 ulp of libm; exactly 0 at
 /// -inf). Branch-free, so loops over it vectorize: the encoder spends its non-matrix time in
-/// GELU and softmax exponentials.
+/// GELU and softmax exponentials. Its multiply-adds are fused (`mul_add`, exactly rounded, so
+/// the same bits on every CPU): callers in hot loops are compiled with FMA
+/// (`kernels::vec_f32`); elsewhere on x86 each is a libm call.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
     let xc = x.clamp(-87.0, 88.0);
-    let shifted = xc * std::f32::consts::LOG2_E + ROUND;
+    let shifted = xc.mul_add(std::f32::consts::LOG2_E, ROUND);
     let n = shifted - ROUND;
-    let r = xc - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    // r = x - n·ln 2, with ln 2 split in two so that the first product is exact.
+    let r = n.mul_add(-0.693_359_4, xc);
+    let r = n.mul_add(2.121_944_4e-4, r);
     let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 0.166_666_65;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 0.166_666_65);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r) + 1.0;
     // 2^n from the integer n held in `shifted`'s low mantissa bits (|n| ≤ 127 < 2^22): the
     // same value as `n as i32`, in integer operations that vectorize (a float-to-int cast
     // saturates, and compilers scalarize it).
@@ -189,9 +193,7 @@ pub fn gelu_gate_inplace(gate: &mut [f32], up: &[f32]) {
 
 /// Soft-capping `tanh(x / cap) * cap`, in place.
 pub fn softcap_inplace(x: &mut [f32], cap: f32) {
-    for v in x {
-        *v = tanh_f32(*v / cap) * cap;
-    }
+    crate::kernels::vec_f32::softcap(x, cap)
 }
 
 /// `x += y`.
