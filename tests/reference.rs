@@ -173,9 +173,13 @@ fn q4_0_logits_stay_close_to_fake_quantized_reference() {
             let model = quantized_model(&dir, GgmlType::Q4_0, precision);
             let q4_cases = q4["cases"].as_array().unwrap();
             let cos = quantized_cosine(&model, &reference, |i| matrix(&q4_cases[i]["logits"]));
+            // For scale: how far Q4_0 weights themselves move the logits.
+            let cases = reference["cases"].as_array().unwrap();
+            let vs_f32 = quantized_cosine(&model, &reference, |i| matrix(&cases[i]["logits"]));
             let p = precision.name();
             println!(
-                "{}: q4_0, {p} attention: mean logit cosine vs fake-quantized f32 = {cos:.5}",
+                "{}: q4_0, {p} attention: mean logit cosine vs fake-quantized f32 = {cos:.5} \
+                 (vs f32 {vs_f32:.5})",
                 name(&dir)
             );
             assert!(
