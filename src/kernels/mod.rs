@@ -21,6 +21,9 @@
 //! - *panel*: for the encoder, `R` (8 or 16) weight rows are repacked per call into a
 //!   lane-interleaved, nibble-expanded panel that stays in L1 while every token streams past it;
 //!   the micro-kernel (`vpdpbusd`/`maddubs`) produces `R` rows × 4 tokens at once.
+//!
+//! `q8_products` runs the same panel kernels on two activation matrices quantized on the fly
+//! (the encoder's int8 attention).
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
@@ -849,11 +852,12 @@ fn gemm_panels(
                 if p + 1 < panels.end {
                     prefetch(panel_bytes(p + 1));
                 }
+                let packed = panel.view();
                 for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
                     let t_end = (t0 + TOKEN_TILE).min(n_tokens);
                     for t in (t0..t_end).step_by(kernels.tokens) {
                         let nt = (t_end - t).min(kernels.tokens);
-                        kernel(&panel.view(), acts, t, nt, &mut tile);
+                        kernel(&packed, acts, t, nt, &mut tile);
                         for dt in 0..nt {
                             let run = &tile[dt * prows..][..r.len()];
                             // SAFETY: these rows of weight i belong to this task alone.
