@@ -52,7 +52,7 @@ impl AttentionPrecision {
     /// What a model loads with: `T5G_ATTENTION` (`f32` or `int8`) if set; otherwise int8 for
     /// Q4_0 encoder weights on a CPU whose best kernel level multiplies int8 matrices with a
     /// panel kernel (AVX-512 VNNI), where it is ~2× faster than f32; f32 otherwise. (Its error
-    /// is small beside Q4_0's own, but a sizeable share of Q8_0's: README, Accuracy.)
+    /// is small beside Q4_0's own, but a sizeable share of Q8_0's: README, Correctness.)
     pub fn for_weights(ty: GgmlType) -> Result<Self> {
         if let Some(chosen) = Self::from_env()? {
             return Ok(chosen);
@@ -346,7 +346,10 @@ impl Model {
             huge_page_bytes,
             encoder_attention: AttentionPrecision::F32,
         };
-        let encoder_ty = model.encoder_matmuls()[0][0].ty;
+        // The first layer's query projection stands for the encoder's weights.
+        let matmuls = model.encoder_matmuls();
+        let encoder_ty = matmuls.first().and_then(|g| g.first()).map(|m| m.ty);
+        let encoder_ty = encoder_ty.unwrap_or(GgmlType::F32);
         model.encoder_attention = AttentionPrecision::for_weights(encoder_ty)?;
         Ok(model)
     }
