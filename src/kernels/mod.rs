@@ -270,6 +270,20 @@ pub(crate) struct Panel {
 }
 
 impl Panel {
+    /// [`Panel::offset`] of Q4_0 weights: nibbles stored as 0..=15.
+    pub const Q4_0_OFFSET: i32 = 8;
+    /// [`Panel::offset`] of Q8_0 weights: bytes stored as q + 128.
+    pub const Q8_0_OFFSET: i32 = 128;
+
+    /// The offset of a quantized weight type's panel.
+    fn offset_for(ty: GgmlType) -> i32 {
+        if ty == GgmlType::Q4_0 {
+            Self::Q4_0_OFFSET
+        } else {
+            Self::Q8_0_OFFSET
+        }
+    }
+
     /// Sizes the panel for `filled` of `rows` rows; rows past `filled` must read as zero.
     fn reset(&mut self, rows: usize, bpr: usize, offset: i32, filled: usize) {
         self.rows = rows;
@@ -320,7 +334,7 @@ impl Panel {
 
     /// Packs `w.len() / bpr` (≤ rows) Q4_0 rows; missing rows stay zero.
     pub fn pack_q4_0(&mut self, rows: usize, bpr: usize, w: &[BlockQ4_0]) {
-        self.reset(rows, bpr, 8, w.len() / bpr);
+        self.reset(rows, bpr, Self::Q4_0_OFFSET, w.len() / bpr);
         // Groups 0..4 are low nibbles of bytes 4k.., groups 4..8 the high nibbles.
         self.pack(
             w,
@@ -336,7 +350,7 @@ impl Panel {
 
     /// Packs `w.len() / bpr` (≤ rows) Q8_0 rows; missing rows stay zero.
     pub fn pack_q8_0(&mut self, rows: usize, bpr: usize, w: &[BlockQ8_0]) {
-        self.reset(rows, bpr, 128, w.len() / bpr);
+        self.reset(rows, bpr, Self::Q8_0_OFFSET, w.len() / bpr);
         self.pack(
             w,
             |blk| blk.d,
@@ -586,7 +600,7 @@ fn matmul_many_produced_with(
             GgmlType::Q8_0 => p.q8_0,
             _ => None,
         }?;
-        Some((p, f, if w0.ty == GgmlType::Q4_0 { 8 } else { 128 }))
+        Some((p, f, Panel::offset_for(w0.ty)))
     });
     let Some((p, f, offset)) = panel else {
         staging.clear();
@@ -633,7 +647,7 @@ fn quantized_matmuls(
     let seq = n_tokens >= PANEL_MIN_TOKENS;
     let rows_q4_0 = k.rows_q4_0.filter(|_| !seq && ty == GgmlType::Q4_0);
     with_buffer(&ACTS, |acts| {
-        let offset = if ty == GgmlType::Q4_0 { 8 } else { 128 };
+        let offset = Panel::offset_for(ty);
         let sums = panel.is_some() || rows_q4_0.is_some();
         acts.quantize(k, x, cols, sums.then_some(offset));
         if let Some((p, f)) = panel {

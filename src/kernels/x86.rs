@@ -124,25 +124,49 @@ fn check_panel(
 /// nibbles) of every row at once. Partial panels take the generic path.
 fn pack_q4_0_ymm(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ4_0]) {
     let simd = pack_transposed_8::<BlockQ4_0, true> as PackFn<BlockQ4_0>;
-    pack_with(p, (rows, bpr, w), 8, Panel::pack_q4_0, (simd, 8))
+    pack_with(
+        p,
+        (rows, bpr, w),
+        Panel::Q4_0_OFFSET,
+        Panel::pack_q4_0,
+        (simd, 8),
+    )
 }
 
 /// [`pack_q4_0_ymm`] at AVX-512 levels, 16 rows at a time.
 fn pack_q4_0_zmm(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ4_0]) {
     let simd = pack_transposed_16::<BlockQ4_0, true> as PackFn<BlockQ4_0>;
-    pack_with(p, (rows, bpr, w), 8, Panel::pack_q4_0, (simd, 16))
+    pack_with(
+        p,
+        (rows, bpr, w),
+        Panel::Q4_0_OFFSET,
+        Panel::pack_q4_0,
+        (simd, 16),
+    )
 }
 
 /// [`pack_q4_0_ymm`] for Q8_0 rows: quant bytes 0..16 and 16..32 transposed apart, biased by 128.
 fn pack_q8_0_ymm(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ8_0]) {
     let simd = pack_transposed_8::<BlockQ8_0, false> as PackFn<BlockQ8_0>;
-    pack_with(p, (rows, bpr, w), 128, Panel::pack_q8_0, (simd, 8))
+    pack_with(
+        p,
+        (rows, bpr, w),
+        Panel::Q8_0_OFFSET,
+        Panel::pack_q8_0,
+        (simd, 8),
+    )
 }
 
 /// [`pack_q8_0_ymm`] at AVX-512 levels, 16 rows at a time.
 fn pack_q8_0_zmm(p: &mut Panel, rows: usize, bpr: usize, w: &[BlockQ8_0]) {
     let simd = pack_transposed_16::<BlockQ8_0, false> as PackFn<BlockQ8_0>;
-    pack_with(p, (rows, bpr, w), 128, Panel::pack_q8_0, (simd, 16))
+    pack_with(
+        p,
+        (rows, bpr, w),
+        Panel::Q8_0_OFFSET,
+        Panel::pack_q8_0,
+        (simd, 16),
+    )
 }
 
 /// A transposing packer of one width: `(panel, blocks per row, full panel of rows)`.
