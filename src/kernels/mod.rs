@@ -201,17 +201,15 @@ impl QActs {
     }
 
     /// Sizes the buffers for `n` blocks of rows of `cols`, with panel data for `panel_offset`.
+    /// What the last call left in them stays (only new elements are zeroed): every quantizer
+    /// overwrites all `n` blocks.
     fn reset_for(&mut self, n: usize, cols: usize, panel_offset: Option<i32>) {
         self.bpr = cols / QK;
-        self.q.clear();
         self.q.resize(n, bytemuck::Zeroable::zeroed());
-        self.d.clear();
-        self.sum.clear();
         self.offset = panel_offset.unwrap_or(0);
-        if panel_offset.is_some() {
-            self.d.resize(n, 0.0);
-            self.sum.resize(n, 0);
-        }
+        let panel_len = if panel_offset.is_some() { n } else { 0 };
+        self.d.resize(panel_len, 0.0);
+        self.sum.resize(panel_len, 0);
     }
 
     /// [`quantize`](Self::quantize) for the panel kernels of an input that `produce` computes,
@@ -463,6 +461,7 @@ thread_local! {
     static ACTS: Cell<QActs> = Cell::new(QActs::default());
     static PRODUCED: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     static PANEL: Cell<Panel> = Cell::new(Panel::default());
+    static PAIRED_PANEL: Cell<Panel> = Cell::new(Panel::default());
 }
 
 /// Runs `f` with this thread's reusable buffer, taken out of its cell so that a nested call
@@ -615,6 +614,71 @@ fn matmul_many_produced_with(
     with_buffer(&ACTS, |acts| {
         acts.quantize_produced(&p, n_tokens, cols, offset, produce);
         gemm_panels(ws, acts, n_tokens, &p, f, ys)
+    })
+}
+
+/// `y = combine(x·aᵀ, x·bᵀ)` for two weights of one shape (a gated MLP's gate and up, with
+/// `combine(a_out, b_out)` writing its result into `a_out`), for an input that `produce`
+/// computes as in [`matmul_many_produced`]. On the panel path each task packs the same panel
+/// of both weights and combines their tiles while they are in L1, so neither product is
+/// written out whole nor read back; elsewhere both go through [`matmul_many_produced`] (into
+/// `y` and `b_out`) and are combined after. The same bits either way.
+pub fn matmul_pair_produced(
+    [a, b]: [&MatRef; 2],
+    (produce, n_tokens, cols): (Producer, usize, usize),
+    combine: fn(&mut [f32], &[f32]),
+    staging: &mut Vec<f32>,
+    b_out: &mut [f32],
+    y: &mut [f32],
+) {
+    let k = kernels_for(level()).expect("level() only returns supported levels");
+    matmul_pair_produced_with(
+        k,
+        [a, b],
+        (produce, n_tokens, cols),
+        combine,
+        staging,
+        b_out,
+        y,
+    )
+}
+
+fn matmul_pair_produced_with(
+    k: &Kernels,
+    [a, b]: [&MatRef; 2],
+    (produce, n_tokens, cols): (Producer, usize, usize),
+    combine: fn(&mut [f32], &[f32]),
+    staging: &mut Vec<f32>,
+    b_out: &mut [f32],
+    y: &mut [f32],
+) {
+    assert!(
+        a.ty == b.ty && a.rows == b.rows && a.cols == cols && b.cols == cols,
+        "matmul_pair_produced: the two weights differ in type or shape"
+    );
+    assert_eq!(y.len(), n_tokens * a.rows, "matmul: output shape");
+    let panel = k
+        .panel
+        .filter(|_| n_tokens >= PANEL_MIN_TOKENS)
+        .and_then(|p| {
+            let f = match a.ty {
+                GgmlType::Q4_0 => Some(p.q4_0),
+                GgmlType::Q8_0 => p.q8_0,
+                _ => None,
+            }?;
+            Some((p, f, Panel::offset_for(a.ty)))
+        });
+    let Some((p, f, offset)) = panel else {
+        let input = (produce, n_tokens, cols);
+        matmul_many_produced_with(k, &[*a, *b], input, staging, &mut [&mut *y, &mut *b_out]);
+        return combine(y, b_out);
+    };
+    for w in [a, b] {
+        assert_eq!(w.data.len(), w.rows * w.row_bytes(), "matmul: weight size");
+    }
+    with_buffer(&ACTS, |acts| {
+        acts.quantize_produced(&p, n_tokens, cols, offset, produce);
+        gemm_panel_pairs([a, b], acts, n_tokens, (&p, f), combine, y)
     })
 }
 
@@ -858,11 +922,7 @@ fn gemm_panels(
             };
             for p in panels.clone() {
                 let r = panel_rows(p);
-                if w.ty == GgmlType::Q4_0 {
-                    (kernels.pack_q4_0)(panel, prows, bpr, cast(panel_bytes(p)));
-                } else {
-                    (kernels.pack_q8_0)(panel, prows, bpr, cast(panel_bytes(p)));
-                }
+                pack_panel(kernels, w, bpr, panel_bytes(p), panel);
                 if p + 1 < panels.end {
                     prefetch(panel_bytes(p + 1));
                 }
@@ -882,6 +942,68 @@ fn gemm_panels(
             }
         })
     });
+}
+
+/// Packs one panel of `w`'s rows (`bytes`, whole rows of `bpr` blocks) for `kernels`.
+fn pack_panel(kernels: &PanelKernels, w: &MatRef, bpr: usize, bytes: &[u8], panel: &mut Panel) {
+    if w.ty == GgmlType::Q4_0 {
+        (kernels.pack_q4_0)(panel, kernels.rows, bpr, cast(bytes));
+    } else {
+        (kernels.pack_q8_0)(panel, kernels.rows, bpr, cast(bytes));
+    }
+}
+
+/// [`gemm_panels`] of two weights of one shape whose products meet in `combine` (see
+/// [`matmul_pair_produced`]): each task packs panel `p` of both and writes only the combined
+/// tile.
+fn gemm_panel_pairs(
+    ws: [&MatRef; 2],
+    acts: &QActs,
+    n_tokens: usize,
+    (kernels, kernel): (&PanelKernels, PanelFn),
+    combine: fn(&mut [f32], &[f32]),
+    y: &mut [f32],
+) {
+    let prows = kernels.rows;
+    let (rows, bpr, row_bytes) = (ws[0].rows, ws[0].cols / QK, ws[0].row_bytes());
+    let out = SharedOut::new(y);
+    let n_panels = rows.div_ceil(prows);
+    let per_task = n_panels
+        .div_ceil(rayon::current_num_threads() * PANEL_TASKS_PER_THREAD)
+        .max(1);
+    (0..n_panels.div_ceil(per_task))
+        .into_par_iter()
+        .for_each(|task| {
+            let panels = task * per_task..((task + 1) * per_task).min(n_panels);
+            with_buffer(&PANEL, |panel_a| {
+                with_buffer(&PAIRED_PANEL, |panel_b| {
+                    let mut tiles = vec![0.0f32; 2 * kernels.tokens * prows];
+                    let (tile_a, tile_b) = tiles.split_at_mut(kernels.tokens * prows);
+                    for p in panels.clone() {
+                        let r = p * prows..((p + 1) * prows).min(rows);
+                        let bytes = r.start * row_bytes..r.end * row_bytes;
+                        pack_panel(kernels, ws[0], bpr, &ws[0].data[bytes.clone()], panel_a);
+                        pack_panel(kernels, ws[1], bpr, &ws[1].data[bytes], panel_b);
+                        let (view_a, view_b) = (panel_a.view(), panel_b.view());
+                        for t0 in (0..n_tokens).step_by(TOKEN_TILE) {
+                            let t_end = (t0 + TOKEN_TILE).min(n_tokens);
+                            for t in (t0..t_end).step_by(kernels.tokens) {
+                                let nt = (t_end - t).min(kernels.tokens);
+                                kernel(&view_a, acts, t, nt, tile_a);
+                                kernel(&view_b, acts, t, nt, tile_b);
+                                // Rows past a partial panel hold products of zero weights.
+                                combine(&mut tile_a[..nt * prows], &tile_b[..nt * prows]);
+                                for dt in 0..nt {
+                                    let run = &tile_a[dt * prows..][..r.len()];
+                                    // SAFETY: these rows belong to this task alone.
+                                    unsafe { out.write_run((t + dt) * rows + r.start, run) }
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+        });
 }
 
 #[cfg(test)]

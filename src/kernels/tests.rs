@@ -372,6 +372,57 @@ fn matrix(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
     }
 }
 
+/// Scales of exactly 1 (a block whose largest |x| is 127) make every half an exact tie: each
+/// level's quantizers (plain and panel) must round them away from zero as `roundf` does, and
+/// the values on either side of them toward the nearer integer, in every position of a
+/// sixteen-block group.
+#[test]
+fn quantizers_round_ties_away_from_zero() {
+    let below = |v: f32| f32::from_bits(v.to_bits() - 1); // toward zero, for v != 0
+    let mut values = vec![127.0f32, -127.0];
+    for k in [0.5f32, 1.5, 2.5, 63.5, 126.5] {
+        values.extend([k, -k, below(k), -below(k), k + f32::EPSILON * k]);
+    }
+    values.extend([0.0, -0.0, 1e-30, -1e-30, f32::from_bits(1), 126.99999]);
+    values.resize(32, 3.25);
+    // 37 blocks: two whole groups of sixteen and a tail, each block its own rotation.
+    let x: Vec<f32> = (0..37 * QK)
+        .map(|i| values[(i + i / QK) % QK] * if i / QK % 3 == 2 { -1.0 } else { 1.0 })
+        .collect();
+    let want = q8(&x);
+    for l in supported_levels() {
+        let k = kernels_for(*l).unwrap();
+        let mut got = vec![bytemuck::Zeroable::zeroed(); want.len()];
+        (k.quantize_q8_0)(&x, &mut got);
+        let (g, w): (&[u8], &[u8]) = (bytemuck::cast_slice(&got), bytemuck::cast_slice(&want));
+        assert!(g == w, "{l}: plain quantizer");
+        if let Some(p) = k.panel {
+            let (mut d, mut sum) = (vec![0.0; want.len()], vec![0; want.len()]);
+            (p.quantize)(&x, &mut got, &mut d, &mut sum, 8);
+            let g: &[u8] = bytemuck::cast_slice(&got);
+            assert!(g == w, "{l}: panel quantizer");
+            for (b, blk) in want.iter().enumerate() {
+                let s: i32 = blk.qs.iter().map(|&q| q as i32).sum();
+                assert_eq!(sum[b], -8 * s, "{l} block {b}");
+            }
+        }
+    }
+    // The reference itself: ties away from zero, neighbours to the nearer integer.
+    let first = &want[0];
+    assert_eq!(first.d.to_f32(), 1.0);
+    let q = |v: f32| {
+        first.qs[values
+            .iter()
+            .position(|&u| u.to_bits() == v.to_bits())
+            .unwrap()]
+    };
+    assert_eq!((q(0.5), q(-0.5), q(2.5), q(-126.5)), (1, -1, 3, -127));
+    assert_eq!(
+        (q(below(0.5)), q(below(2.5)), q(-below(126.5))),
+        (0, 2, -126)
+    );
+}
+
 const TYPES: [GgmlType; 5] = [
     GgmlType::F32,
     GgmlType::F16,
@@ -486,6 +537,56 @@ fn produced_input_matches_stored_input() {
                         run(false),
                         "{l} {types:?} {n_tokens} tokens × {cols}"
                     );
+                }
+            }
+        }
+    }
+}
+
+/// Two products combined in their tiles (a gated MLP's gate and up) give the bits of the two
+/// products computed whole and combined after, at every level, on the panel path (partial
+/// panels, runs of tokens split over tasks when rows are wide) and the staged one.
+#[test]
+fn paired_products_match_separate_products() {
+    let mut rng = Rng(13);
+    for cols in [96, 4096] {
+        for n_tokens in [0, 1, 3, 9, 37] {
+            let x = rng.blocky(n_tokens * cols);
+            for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::F16] {
+                for rows in [40, 17] {
+                    let data = matrices(&[ty; 2], &[rows; 2], cols, &mut rng);
+                    let ws = mat_refs(&[ty; 2], &[rows; 2], cols, &data);
+                    let produce = |t: Range<usize>, out: &mut [f32]| {
+                        out.copy_from_slice(&x[t.start * cols..t.end * cols])
+                    };
+                    for l in supported_levels() {
+                        let k = kernels_for(*l).unwrap();
+                        let (mut a, mut b) =
+                            (vec![0.0; rows * n_tokens], vec![0.0; rows * n_tokens]);
+                        matmul_many_with(k, &ws, &x, n_tokens, &mut [&mut a, &mut b]);
+                        vec_f32::gelu_gate(&mut a, &b);
+                        let mut y = vec![f32::NAN; rows * n_tokens];
+                        let mut b_out = vec![f32::NAN; rows * n_tokens];
+                        let input = (&produce as Producer, n_tokens, cols);
+                        let pair = [&ws[0], &ws[1]];
+                        let mut staging = Vec::new();
+                        let gate = vec_f32::gelu_gate;
+                        matmul_pair_produced_with(
+                            k,
+                            pair,
+                            input,
+                            gate,
+                            &mut staging,
+                            &mut b_out,
+                            &mut y,
+                        );
+                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+                        assert_eq!(
+                            bits(&y),
+                            bits(&a),
+                            "{l} {ty} {rows}×{cols}, {n_tokens} tokens"
+                        );
+                    }
                 }
             }
         }

@@ -248,34 +248,23 @@ pub(crate) fn feed_forward(
     (pre, mlp, post): (&Norm, &Mlp, &Norm),
     s: &mut Scratch,
 ) {
-    // Neither the normed input nor the gated activations are stored: each run of tokens is
-    // computed where it is quantized (see `kernels::matmul_many_produced`).
+    // The normed input is never stored: each run of tokens is computed where it is quantized
+    // (see `kernels::matmul_many_produced`); gate and up meet in their tiles.
     let hidden = x.len() / n.max(1);
     let residual: &[f32] = x;
     let normed = |t: Range<usize>, out: &mut [f32]| {
         pre.rows_into(file, &residual[t.start * hidden..t.end * hidden], out)
     };
-    Linear::forward_many_produced_into(
-        file,
-        [&mlp.gate, &mlp.up],
-        (&normed, n, hidden),
-        &mut s.normed,
-        [&mut s.gate, &mut s.up],
-    );
     let ffn = mlp.gate.rows;
-    let (gate, up) = (&s.gate, &s.up);
-    let gated = |t: Range<usize>, out: &mut [f32]| {
-        let rows = t.start * ffn..t.end * ffn;
-        out.copy_from_slice(&gate[rows.clone()]);
-        vec_f32::gelu_gate(out, &up[rows]);
-    };
-    Linear::forward_many_produced_into(
-        file,
-        [&mlp.down],
-        (&gated, n, ffn),
+    kernels::matmul_pair_produced(
+        [&mlp.gate.mat(file), &mlp.up.mat(file)],
+        (&normed, n, hidden),
+        vec_f32::gelu_gate,
         &mut s.normed,
-        [&mut s.out],
+        resized(&mut s.up, n * ffn),
+        resized(&mut s.gate, n * ffn),
     );
+    mlp.down.forward_into(file, &s.gate, n, &mut s.out);
     add_post_normed(file, post, &mut s.out, x);
 }
 
