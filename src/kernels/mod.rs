@@ -593,13 +593,7 @@ fn matmul_many_produced_with(
     );
     let panel = ws.first().and_then(|w0| {
         let same = ws.iter().all(|w| w.ty == w0.ty && w.cols == cols);
-        let p = k.panel.filter(|_| same && n_tokens >= PANEL_MIN_TOKENS)?;
-        let f = match w0.ty {
-            GgmlType::Q4_0 => Some(p.q4_0),
-            GgmlType::Q8_0 => p.q8_0,
-            _ => None,
-        }?;
-        Some((p, f, Panel::offset_for(w0.ty)))
+        panel_for(k, w0.ty, n_tokens).filter(|_| same)
     });
     let Some((p, f, offset)) = panel else {
         staging.clear();
@@ -657,18 +651,7 @@ fn matmul_pair_produced_with(
         "matmul_pair_produced: the two weights differ in type or shape"
     );
     assert_eq!(y.len(), n_tokens * a.rows, "matmul: output shape");
-    let panel = k
-        .panel
-        .filter(|_| n_tokens >= PANEL_MIN_TOKENS)
-        .and_then(|p| {
-            let f = match a.ty {
-                GgmlType::Q4_0 => Some(p.q4_0),
-                GgmlType::Q8_0 => p.q8_0,
-                _ => None,
-            }?;
-            Some((p, f, Panel::offset_for(a.ty)))
-        });
-    let Some((p, f, offset)) = panel else {
+    let Some((p, f, offset)) = panel_for(k, a.ty, n_tokens) else {
         let input = (produce, n_tokens, cols);
         matmul_many_produced_with(k, &[*a, *b], input, staging, &mut [&mut *y, &mut *b_out]);
         return combine(y, b_out);
@@ -680,6 +663,19 @@ fn matmul_pair_produced_with(
         acts.quantize_produced(&p, n_tokens, cols, offset, produce);
         gemm_panel_pairs([a, b], acts, n_tokens, (&p, f), combine, y)
     })
+}
+
+/// The panel kernels of `k` and their micro-kernel for weights of type `ty`, with the offset
+/// the activations' block sums are made for, where the level has them and a call of
+/// `n_tokens` takes the panel path.
+fn panel_for(k: &Kernels, ty: GgmlType, n_tokens: usize) -> Option<(PanelKernels, PanelFn, i32)> {
+    let p = k.panel.filter(|_| n_tokens >= PANEL_MIN_TOKENS)?;
+    let f = match ty {
+        GgmlType::Q4_0 => Some(p.q4_0),
+        GgmlType::Q8_0 => p.q8_0,
+        _ => None,
+    }?;
+    Some((p, f, Panel::offset_for(ty)))
 }
 
 fn check_shapes(w: &MatRef, x: &[f32], n_tokens: usize, y: &[f32]) {

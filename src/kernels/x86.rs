@@ -910,9 +910,12 @@ unsafe fn quantize_q8_0_zmm_impl<const PANEL: bool>(
             let q8 = _mm512_permutexvar_epi32(transpose, packed);
             blocks[j].d = f16::from_bits(d16[j]);
             blocks[j + 1].d = f16::from_bits(d16[j + 1]);
-            let dst = |k: usize| blocks[k].qs.as_ptr() as *mut __m256i;
-            _mm256_storeu_si256(dst(j), _mm512_castsi512_si256(q8));
-            _mm256_storeu_si256(dst(j + 1), _mm512_extracti64x4_epi64::<1>(q8));
+            let (lo, hi) = (
+                _mm512_castsi512_si256(q8),
+                _mm512_extracti64x4_epi64::<1>(q8),
+            );
+            _mm256_storeu_si256(blocks[j].qs.as_mut_ptr() as *mut __m256i, lo);
+            _mm256_storeu_si256(blocks[j + 1].qs.as_mut_ptr() as *mut __m256i, hi);
             if PANEL {
                 sums[j] = _mm512_castsi512_ps(_mm512_add_epi32(a[0], a[1]));
                 sums[j + 1] = _mm512_castsi512_ps(_mm512_add_epi32(b[0], b[1]));

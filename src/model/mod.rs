@@ -102,11 +102,15 @@ fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// spin-wait between parallel regions: 2–3% of a two-thread encode, measured. The jobs are
 /// broadcast without waiting for them, so a worker busy elsewhere delays nothing; one that
 /// reaches its job after `f` returned finds the flag set and leaves at once. The spinning costs
-/// the other cores for the duration of `f` only. The encoder runs under it; decoder steps do
-/// not (a step allocates nothing, and the caller's work between steps would run beside
-/// spinning cores).
+/// the other cores for the duration of `f` only, and a spinning worker yields its core to the
+/// OS now and then; pools with one worker or more workers than cores run `f` plainly. The
+/// encoder runs under it; decoder steps do not (a step allocates nothing, and the caller's
+/// work between steps would run beside spinning cores).
 fn with_spinning_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_num_threads() < 2 {
+    let threads = rayon::current_num_threads();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // More workers than cores would take turns on them: spinning would only steal the turns.
+    if threads < 2 || threads > cores {
         return f();
     }
     let caller = rayon::current_thread_index();
@@ -118,8 +122,18 @@ fn with_spinning_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
         if Some(ctx.index()) == caller {
             return;
         }
+        let mut idle_rounds = 0u32;
         while !flag.load(Ordering::Acquire) {
-            if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            if rayon::yield_now() == Some(rayon::Yield::Executed) {
+                idle_rounds = 0;
+                continue;
+            }
+            idle_rounds += 1;
+            if idle_rounds % 256 == 0 {
+                // Lets another process's thread run on this core if one is waiting (a
+                // system call of well under a microsecond when none is).
+                std::thread::yield_now();
+            } else {
                 std::hint::spin_loop();
             }
         }
