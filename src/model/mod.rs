@@ -129,7 +129,7 @@ fn with_spinning_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
                 continue;
             }
             idle_rounds += 1;
-            if idle_rounds % 256 == 0 {
+            if idle_rounds.is_multiple_of(256) {
                 // Lets another process's thread run on this core if one is waiting (a
                 // system call of well under a microsecond when none is).
                 std::thread::yield_now();
