@@ -101,12 +101,19 @@ fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// job that steals pending work (`rayon::yield_now`) until `f` returns, as OpenMP runtimes
 /// spin-wait between parallel regions: 2–3% of a two-thread encode, measured. The jobs are
 /// broadcast without waiting for them, so a worker busy elsewhere delays nothing; one that
-/// reaches its job after `f` returned finds the flag set and leaves at once. The spinning costs
+/// reaches its job after `f` returned finds the flag set and leaves at once. A spinning job
+/// that finds no work for 2 ms returns too: one may start on a thread that is waiting inside
+/// another call's pass (concurrent sessions share the pool), which must get its thread back:
+/// without the bound, `tests/capi.rs` (four threads on one model) once hung with a session's
+/// pass waiting under such a job. The spinning costs
 /// the other cores for the duration of `f` only, and a spinning worker yields its core to the
 /// OS now and then; pools with one worker or more workers than cores run `f` plainly. The
 /// encoder runs under it; decoder steps do not (a step allocates nothing, and the caller's
 /// work between steps would run beside spinning cores).
 fn with_spinning_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    /// How long a spinning worker looks for work in vain before it goes back to rayon's own
+    /// idling: far longer than the gaps between the parallel loops of a pass (microseconds).
+    const MAX_IDLE_SPIN: std::time::Duration = std::time::Duration::from_millis(2);
     let threads = rayon::current_num_threads();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // More workers than cores would take turns on them: spinning would only steal the turns.
@@ -123,19 +130,26 @@ fn with_spinning_workers<R: Send>(f: impl FnOnce() -> R + Send) -> R {
             return;
         }
         let mut idle_rounds = 0u32;
+        let mut last_work = std::time::Instant::now();
         while !flag.load(Ordering::Acquire) {
             if rayon::yield_now() == Some(rayon::Yield::Executed) {
                 idle_rounds = 0;
+                last_work = std::time::Instant::now();
                 continue;
             }
             idle_rounds += 1;
-            if idle_rounds.is_multiple_of(256) {
-                // Lets another process's thread run on this core if one is waiting (a
-                // system call of well under a microsecond when none is).
-                std::thread::yield_now();
-            } else {
+            if !idle_rounds.is_multiple_of(256) {
                 std::hint::spin_loop();
+                continue;
             }
+            // A job like this one can start inside a wait of a thread with work of its own
+            // (a join of another session's pass): idle that long, it hands the thread back.
+            if last_work.elapsed() > MAX_IDLE_SPIN {
+                break;
+            }
+            // Lets another process's thread run on this core if one is waiting (a system
+            // call of well under a microsecond when none is).
+            std::thread::yield_now();
         }
     });
     /// Stops the spinning when `f` returns or unwinds.
