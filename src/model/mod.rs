@@ -686,7 +686,7 @@ mod tests {
     }
 
     #[test]
-    fn spinning_workers_help_and_stop_even_when_the_work_panics() {
+    fn spinning_workers_help_run_concurrently_and_stop_even_when_the_work_panics() {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
             .build()
@@ -698,6 +698,26 @@ mod tests {
             })
         });
         assert_eq!(sum, (0..10_000u64).map(|i| i * i).sum::<u64>());
+        // Several callers at once, each with its own spinning jobs: all finish, all right.
+        let sums: Vec<u64> = std::thread::scope(|scope| {
+            let calls: Vec<_> = (0..4u64)
+                .map(|c| {
+                    let pool = &pool;
+                    scope.spawn(move || {
+                        pool.install(|| {
+                            with_spinning_workers(|| {
+                                use rayon::prelude::*;
+                                (0..100_000u64).into_par_iter().map(|i| i ^ c).sum::<u64>()
+                            })
+                        })
+                    })
+                })
+                .collect();
+            calls.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (c, s) in (0..4u64).zip(sums) {
+            assert_eq!(s, (0..100_000u64).map(|i| i ^ c).sum::<u64>());
+        }
         let unwound = pool.install(|| {
             std::panic::catch_unwind(|| with_spinning_workers(|| panic!("a failing forward pass")))
         });
