@@ -694,15 +694,7 @@ fn quantized_matmuls(
     ys: &mut [&mut [f32]],
 ) {
     let (ty, cols) = (ws[0].ty, ws[0].cols);
-    let panel = k.panel.and_then(|p| {
-        let f = if ty == GgmlType::Q4_0 {
-            Some(p.q4_0)
-        } else {
-            p.q8_0
-        };
-        f.map(|f| (p, f))
-    });
-    let panel = panel.filter(|_| n_tokens >= PANEL_MIN_TOKENS);
+    let panel = panel_for(k, ty, n_tokens);
     // Calls the panel would take follow the panel's (sequential) order.
     let seq = n_tokens >= PANEL_MIN_TOKENS;
     let rows_q4_0 = k.rows_q4_0.filter(|_| !seq && ty == GgmlType::Q4_0);
@@ -710,7 +702,7 @@ fn quantized_matmuls(
         let offset = Panel::offset_for(ty);
         let sums = panel.is_some() || rows_q4_0.is_some();
         acts.quantize(k, x, cols, sums.then_some(offset));
-        if let Some((p, f)) = panel {
+        if let Some((p, f, _)) = panel {
             return gemm_panels(ws, acts, n_tokens, &p, f, ys);
         }
         let acts: &QActs = acts;
@@ -889,9 +881,7 @@ fn gemm_panels(
     let outs: Vec<SharedOut> = ys.iter_mut().map(|y| SharedOut::new(y)).collect();
     // Tasks: runs of panels of one weight, a few per thread over all the weights.
     let total: usize = ws.iter().map(|w| w.rows.div_ceil(prows)).sum();
-    let per_task = total
-        .div_ceil(rayon::current_num_threads() * PANEL_TASKS_PER_THREAD)
-        .max(1);
+    let per_task = panels_per_task(total);
     let tasks: Vec<(usize, Range<usize>)> = ws
         .iter()
         .enumerate()
@@ -940,6 +930,13 @@ fn gemm_panels(
     });
 }
 
+/// Panels per task when `total` panels are split into a few tasks per thread.
+fn panels_per_task(total: usize) -> usize {
+    total
+        .div_ceil(rayon::current_num_threads() * PANEL_TASKS_PER_THREAD)
+        .max(1)
+}
+
 /// Packs one panel of `w`'s rows (`bytes`, whole rows of `bpr` blocks) for `kernels`.
 fn pack_panel(kernels: &PanelKernels, w: &MatRef, bpr: usize, bytes: &[u8], panel: &mut Panel) {
     if w.ty == GgmlType::Q4_0 {
@@ -964,9 +961,7 @@ fn gemm_panel_pairs(
     let (rows, bpr, row_bytes) = (ws[0].rows, ws[0].cols / QK, ws[0].row_bytes());
     let out = SharedOut::new(y);
     let n_panels = rows.div_ceil(prows);
-    let per_task = n_panels
-        .div_ceil(rayon::current_num_threads() * PANEL_TASKS_PER_THREAD)
-        .max(1);
+    let per_task = panels_per_task(n_panels);
     (0..n_panels.div_ceil(per_task))
         .into_par_iter()
         .for_each(|task| {
