@@ -618,23 +618,15 @@ fn matmul_many_produced_with(
 /// written out whole nor read back; elsewhere both go through [`matmul_many_produced`] (into
 /// `y` and `b_out`) and are combined after. The same bits either way.
 pub fn matmul_pair_produced(
-    [a, b]: [&MatRef; 2],
-    (produce, n_tokens, cols): (Producer, usize, usize),
+    pair: [&MatRef; 2],
+    input: (Producer, usize, usize),
     combine: fn(&mut [f32], &[f32]),
     staging: &mut Vec<f32>,
     b_out: &mut [f32],
     y: &mut [f32],
 ) {
     let k = kernels_for(level()).expect("level() only returns supported levels");
-    matmul_pair_produced_with(
-        k,
-        [a, b],
-        (produce, n_tokens, cols),
-        combine,
-        staging,
-        b_out,
-        y,
-    )
+    matmul_pair_produced_with(k, pair, input, combine, staging, b_out, y)
 }
 
 fn matmul_pair_produced_with(
