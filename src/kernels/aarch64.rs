@@ -4,7 +4,7 @@
 //! NEON is part of the aarch64 baseline; the `dotprod` functions need the feature, and are only
 //! reachable through the table [`kernels`] returns after `is_aarch64_feature_detected!`.
 
-use super::{KernelLevel, Kernels};
+use super::{check_panel, KernelLevel, Kernels, Panel, PanelKernels, PanelRef, QActs};
 use crate::quant::{BlockQ4_0, BlockQ8_0};
 use half::{bf16, f16};
 use std::arch::aarch64::*;
@@ -34,7 +34,16 @@ static NEON: Kernels = Kernels {
     rows_q8_0: None,
     rows_q4_0: None,
     quantize_q8_0: crate::quant::quantize_row_q8_0,
-    panel: None,
+    panel: Some(PanelKernels {
+        rows: PANEL_ROWS,
+        tokens: PANEL_TOKENS,
+        q4_0: neon_panel_q4_0,
+        // i16 sums of 8 products of up to 128 · 127 would overflow.
+        q8_0: None,
+        pack_q4_0: Panel::pack_q4_0,
+        pack_q8_0: Panel::pack_q8_0,
+        quantize: quantize_q8_0_panel,
+    }),
 };
 
 static DOTPROD: Kernels = Kernels {
@@ -48,7 +57,15 @@ static DOTPROD: Kernels = Kernels {
     rows_q8_0: None,
     rows_q4_0: None,
     quantize_q8_0: crate::quant::quantize_row_q8_0,
-    panel: None,
+    panel: Some(PanelKernels {
+        rows: PANEL_ROWS,
+        tokens: PANEL_TOKENS,
+        q4_0: sdot_panel_q4_0,
+        q8_0: Some(sdot_panel_q8_0),
+        pack_q4_0: Panel::pack_q4_0,
+        pack_q8_0: Panel::pack_q8_0,
+        quantize: quantize_q8_0_panel,
+    }),
 };
 
 /// The 32 nibbles of a Q4_0 block as signed values q - 8, elements 0..16 and 16..32.
@@ -173,6 +190,232 @@ fn sdot_dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
 fn sdot_dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     // SAFETY: the dotprod table is only handed out after feature detection.
     unsafe { sdot_q4_0_impl(w, x) }
+}
+
+/// [`crate::quant::quantize_row_q8_0`], also writing what the panel kernels read per block
+/// (see `QActs`): the scale as f32 and `-offset · Σ q`.
+fn quantize_q8_0_panel(
+    x: &[f32],
+    out: &mut [BlockQ8_0],
+    d: &mut [f32],
+    sum: &mut [i32],
+    offset: i32,
+) {
+    assert!(
+        d.len() == out.len() && sum.len() == out.len(),
+        "one d and sum per block"
+    );
+    crate::quant::quantize_row_q8_0(x, out);
+    for ((blk, d), sum) in out.iter().zip(d).zip(sum) {
+        *d = blk.d.to_f32();
+        // SAFETY: NEON is part of the aarch64 baseline.
+        let s = unsafe {
+            let (lo, hi) = q8_values(&blk.qs);
+            vaddlvq_s8(lo) as i32 + vaddlvq_s8(hi) as i32
+        };
+        *sum = -offset * s;
+    }
+}
+
+/// Rows of the panels: two vectors of four i32 lanes.
+const PANEL_ROWS: usize = 8;
+/// Most tokens per panel call: 4 tokens' sums (8 vectors of i32 for `sdot`, 16 of i16 for
+/// NEON), their 8 f32 sums and the operands fit the 32 vector registers.
+const PANEL_TOKENS: usize = 4;
+
+/// A safe panel entry: checks the call, then runs `$inner::<nt>` (1..=4 tokens).
+macro_rules! panel_entry {
+    ($name:ident => $inner:ident $(, $flip:literal)?) => {
+        fn $name(p: &PanelRef, x: &QActs, t0: usize, nt: usize, out: &mut [f32]) {
+            check_panel(p, x, t0, nt, out, PANEL_ROWS, PANEL_TOKENS);
+            // SAFETY: the table holding this fn is only handed out after feature detection
+            // (NEON is baseline); bounds checked by check_panel.
+            unsafe {
+                match nt {
+                    1 => $inner::<1 $(, $flip)?>(p, x, t0, out),
+                    2 => $inner::<2 $(, $flip)?>(p, x, t0, out),
+                    3 => $inner::<3 $(, $flip)?>(p, x, t0, out),
+                    _ => $inner::<4 $(, $flip)?>(p, x, t0, out),
+                }
+            }
+        }
+    };
+}
+
+panel_entry!(sdot_panel_q4_0 => sdot_panel_impl, false);
+panel_entry!(sdot_panel_q8_0 => sdot_panel_impl, true);
+panel_entry!(neon_panel_q4_0 => neon_panel_impl);
+
+/// Scales each token's two halves of exact block sums into its f32 sums, in the reference's
+/// order: `fma(float(isum), d_w · d_x, acc)` (`wd`: the block's 8 weight scales, `xd`: the
+/// token's block scale at `xd[t * bpr]`).
+#[inline(always)]
+unsafe fn scale_block<const T: usize>(
+    acc: (&mut [float32x4_t; T], &mut [float32x4_t; T]),
+    isum: (&[int32x4_t; T], &[int32x4_t; T]),
+    wd: *const f32,
+    xd: *const f32,
+    bpr: usize,
+) {
+    let (dw_lo, dw_hi) = (vld1q_f32(wd), vld1q_f32(wd.add(4)));
+    for t in 0..T {
+        let dx = *xd.add(t * bpr);
+        let (s_lo, s_hi) = (vmulq_n_f32(dw_lo, dx), vmulq_n_f32(dw_hi, dx));
+        acc.0[t] = vfmaq_f32(acc.0[t], vcvtq_f32_s32(isum.0[t]), s_lo);
+        acc.1[t] = vfmaq_f32(acc.1[t], vcvtq_f32_s32(isum.1[t]), s_hi);
+    }
+}
+
+/// Stores each token's 8 row sums at `out[t * 8..]`.
+#[inline(always)]
+unsafe fn store_rows<const T: usize>(
+    acc_lo: &[float32x4_t; T],
+    acc_hi: &[float32x4_t; T],
+    out: &mut [f32],
+) {
+    for t in 0..T {
+        vst1q_f32(out.as_mut_ptr().add(t * PANEL_ROWS), acc_lo[t]);
+        vst1q_f32(out.as_mut_ptr().add(t * PANEL_ROWS + 4), acc_hi[t]);
+    }
+}
+
+/// The 4 bytes of group `k` of token `t`'s block `b` of x, in every 32-bit lane.
+#[inline(always)]
+unsafe fn x_group(xq: *const BlockQ8_0, bpr: usize, t: usize, b: usize, k: usize) -> int8x16_t {
+    let p = (*xq.add(t * bpr + b)).qs.as_ptr().add(4 * k);
+    vreinterpretq_s8_s32(vld1q_dup_s32(p as *const i32))
+}
+
+/// The NEON panel micro-kernel (Q4_0 only; see [`Panel`]): 8 rows × `T ≤ 4` tokens with
+/// widening multiply-adds. Each (token, quarter of rows) keeps i16 sums per byte position for a
+/// whole block (8 groups of nibble 0..=15 times |x| ≤ 127: at most 15240, exact), then two
+/// pairwise adds give each row's block sum, started at the offset term and scaled as the
+/// reference does.
+#[inline(always)]
+unsafe fn neon_panel_impl<const T: usize>(p: &PanelRef, x: &QActs, t0: usize, out: &mut [f32]) {
+    let bpr = p.bpr;
+    let (wq, wd) = (p.qs.as_ptr() as *const i8, p.d.as_ptr());
+    let xq = x.q.as_ptr().add(t0 * bpr);
+    let xd = x.d.as_ptr().add(t0 * bpr);
+    let xs = x.sum.as_ptr().add(t0 * bpr);
+    let mut acc_lo = [vdupq_n_f32(0.0); T];
+    let mut acc_hi = acc_lo;
+    for b in 0..bpr {
+        // [t][q]: rows 2q, 2q + 1, four byte positions each.
+        let mut s = [[vdupq_n_s16(0); 4]; T];
+        for k in 0..8 {
+            let group = wq.add((b * 8 + k) * PANEL_ROWS * 4);
+            let (w0, w1) = (vld1q_s8(group), vld1q_s8(group.add(16)));
+            for (t, s) in s.iter_mut().enumerate() {
+                let xv = x_group(xq, bpr, t, b, k);
+                s[0] = vmlal_s8(s[0], vget_low_s8(w0), vget_low_s8(xv));
+                s[1] = vmlal_high_s8(s[1], w0, xv);
+                s[2] = vmlal_s8(s[2], vget_low_s8(w1), vget_low_s8(xv));
+                s[3] = vmlal_high_s8(s[3], w1, xv);
+            }
+        }
+        let rows = |s: &[int16x8_t; 4], t: usize, h: usize| {
+            let pairs = vpaddq_s32(vpaddlq_s16(s[2 * h]), vpaddlq_s16(s[2 * h + 1]));
+            vaddq_s32(pairs, vdupq_n_s32(*xs.add(t * bpr + b)))
+        };
+        let lo: [int32x4_t; T] = std::array::from_fn(|t| rows(&s[t], t, 0));
+        let hi: [int32x4_t; T] = std::array::from_fn(|t| rows(&s[t], t, 1));
+        scale_block(
+            (&mut acc_lo, &mut acc_hi),
+            (&lo, &hi),
+            wd.add(b * PANEL_ROWS),
+            xd.add(b),
+            bpr,
+        );
+    }
+    store_rows(&acc_lo, &acc_hi, out);
+}
+
+/// `acc += 4-byte dot products of w with bytes 4·LANE..4·LANE + 4 of x` in every lane
+/// (`sdot` by element).
+#[inline(always)]
+unsafe fn sdot_lane<const LANE: i32>(mut acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+    asm!(
+        "sdot {acc:v}.4s, {w:v}.16b, {x:v}.4b[{lane}]",
+        acc = inout(vreg) acc,
+        w = in(vreg) w,
+        x = in(vreg) x,
+        lane = const LANE,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+/// One 4-byte group of a panel block (`group`: 4 bytes of each of 8 rows) into every token's
+/// two halves of i32 sums, against lane `LANE` of each token's x vector. Q8_0 panels (`FLIP`)
+/// hold q + 128: one `eor` per vector, shared by the tokens, gives q back for the signed `sdot`.
+#[inline(always)]
+unsafe fn sdot_group<const T: usize, const LANE: i32, const FLIP: bool>(
+    lo: &mut [int32x4_t; T],
+    hi: &mut [int32x4_t; T],
+    group: *const u8,
+    x: &[int8x16_t; T],
+) {
+    let (mut w_lo, mut w_hi) = (vld1q_u8(group), vld1q_u8(group.add(16)));
+    if FLIP {
+        w_lo = veorq_u8(w_lo, vdupq_n_u8(0x80));
+        w_hi = veorq_u8(w_hi, vdupq_n_u8(0x80));
+    }
+    let (w_lo, w_hi) = (vreinterpretq_s8_u8(w_lo), vreinterpretq_s8_u8(w_hi));
+    for t in 0..T {
+        lo[t] = sdot_lane::<LANE>(lo[t], w_lo, x[t]);
+        hi[t] = sdot_lane::<LANE>(hi[t], w_hi, x[t]);
+    }
+}
+
+/// The panel micro-kernel (see [`Panel`]) with `sdot` by element: 8 rows (two vectors) × `T ≤ 4`
+/// tokens; each weight vector is loaded once for the `T` tokens and each token's block of x once
+/// for the 8 rows. Per block, each (half, token) sum starts at the offset term (Q4_0: nibbles
+/// 0..=15 are valid signed bytes) or at zero (Q8_0, `FLIP`), accumulates 8 groups in i32 (exact),
+/// then is scaled into f32 in the reference's order: `fma(float(isum), d_w · d_x, acc)`.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn sdot_panel_impl<const T: usize, const FLIP: bool>(
+    p: &PanelRef,
+    x: &QActs,
+    t0: usize,
+    out: &mut [f32],
+) {
+    const ROWS: usize = PANEL_ROWS;
+    let bpr = p.bpr;
+    let wq = p.qs.as_ptr();
+    let wd = p.d.as_ptr();
+    let xq = x.q.as_ptr().add(t0 * bpr);
+    let xd = x.d.as_ptr().add(t0 * bpr);
+    let xs = x.sum.as_ptr().add(t0 * bpr);
+    let mut acc_lo = [vdupq_n_f32(0.0); T];
+    let mut acc_hi = acc_lo;
+    for b in 0..bpr {
+        let mut lo: [int32x4_t; T] =
+            std::array::from_fn(|t| vdupq_n_s32(if FLIP { 0 } else { *xs.add(t * bpr + b) }));
+        let mut hi = lo;
+        // Elements 0..16 (groups 0..4) and 16..32 (groups 4..8) of each token's block.
+        let x_lo: [int8x16_t; T] =
+            std::array::from_fn(|t| vld1q_s8((*xq.add(t * bpr + b)).qs.as_ptr()));
+        let x_hi: [int8x16_t; T] =
+            std::array::from_fn(|t| vld1q_s8((*xq.add(t * bpr + b)).qs.as_ptr().add(16)));
+        let group = |k: usize| wq.add((b * 8 + k) * ROWS * 4);
+        sdot_group::<T, 0, FLIP>(&mut lo, &mut hi, group(0), &x_lo);
+        sdot_group::<T, 1, FLIP>(&mut lo, &mut hi, group(1), &x_lo);
+        sdot_group::<T, 2, FLIP>(&mut lo, &mut hi, group(2), &x_lo);
+        sdot_group::<T, 3, FLIP>(&mut lo, &mut hi, group(3), &x_lo);
+        sdot_group::<T, 0, FLIP>(&mut lo, &mut hi, group(4), &x_hi);
+        sdot_group::<T, 1, FLIP>(&mut lo, &mut hi, group(5), &x_hi);
+        sdot_group::<T, 2, FLIP>(&mut lo, &mut hi, group(6), &x_hi);
+        sdot_group::<T, 3, FLIP>(&mut lo, &mut hi, group(7), &x_hi);
+        scale_block(
+            (&mut acc_lo, &mut acc_hi),
+            (&lo, &hi),
+            wd.add(b * ROWS),
+            xd.add(b),
+            bpr,
+        );
+    }
+    store_rows(&acc_lo, &acc_hi, out);
 }
 
 /// Σ w·x with 4 × 4 f32 accumulators; `load` turns 4 weights into f32.

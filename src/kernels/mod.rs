@@ -18,9 +18,10 @@
 //!   the *rows* kernels do 8 rows per pass (lane r = row r, the activation block loaded once
 //!   for all 8) with the same bits as the one-row dot, and prefetch the rows two groups ahead:
 //!   8 interleaved row streams are more than the hardware prefetchers follow.
-//! - *panel*: for the encoder, `R` (8 or 16) weight rows are repacked per call into a
+//! - *panel*: for the encoder, `R` (8, 16 or 32) weight rows are repacked per call into a
 //!   lane-interleaved, nibble-expanded panel that stays in L1 while every token streams past it;
-//!   the micro-kernel (`vpdpbusd`/`maddubs`) produces `R` rows × 4 tokens at once.
+//!   the micro-kernel (`vpdpbusd`/`maddubs` on x86, `sdot` by element or `smlal` on aarch64)
+//!   produces `R` rows × 2–6 tokens at once.
 //!
 //! `q8_products` runs the same panel kernels on two activation matrices quantized on the fly
 //! (the encoder's int8 attention).
@@ -378,6 +379,34 @@ pub(crate) struct PanelRef<'a> {
 
 /// `out[t * R + i] = Σ_b float(isum(b, i, t0 + t)) · d_w · d_x` for `t < nt` (1..=4 tokens).
 pub(crate) type PanelFn = fn(p: &PanelRef, x: &QActs, t0: usize, nt: usize, out: &mut [f32]);
+
+/// Checks everything a panel micro-kernel reads and writes, so the kernels may use raw pointers.
+pub(crate) fn check_panel(
+    p: &PanelRef,
+    x: &QActs,
+    t0: usize,
+    nt: usize,
+    out: &[f32],
+    rows: usize,
+    tokens: usize,
+) {
+    let bpr = p.bpr;
+    assert_eq!(p.rows, rows, "panel rows");
+    assert_eq!(p.qs.len(), bpr * 32 * rows, "panel bytes");
+    assert_eq!(p.d.len(), bpr * rows, "panel scales");
+    assert_eq!(x.bpr, bpr, "activation blocks per token");
+    assert_eq!(
+        x.offset, p.offset,
+        "activation sums made for this weight type"
+    );
+    assert!((1..=tokens).contains(&nt), "1..={tokens} tokens per call");
+    let end = (t0 + nt) * bpr;
+    assert!(
+        x.q.len() >= end && x.d.len() >= end && x.sum.len() >= end,
+        "tokens"
+    );
+    assert!(out.len() >= nt * rows, "panel output");
+}
 
 /// Quantizes activation rows to Q8_0 and writes each block's f32 scale and `-offset · Σ q`
 /// (see [`QActs`]): `(x, blocks, d, sum, offset)`.

@@ -4,7 +4,7 @@
 //! whose bounds its safe wrapper has checked. The wrappers are reachable only through the tables
 //! [`kernels`] returns, and it returns a table only for a level the CPU supports.
 
-use super::{KernelLevel, Kernels, Panel, PanelKernels, PanelRef, QActs};
+use super::{check_panel, KernelLevel, Kernels, Panel, PanelKernels, PanelRef, QActs};
 use crate::quant::{BlockQ4_0, BlockQ8_0};
 use half::{bf16, f16};
 use std::arch::x86_64::*;
@@ -89,34 +89,6 @@ static AVX512_VNNI: Kernels = Kernels {
         quantize: quantize_q8_0_panel_zmm,
     }),
 };
-
-/// Checks everything a panel micro-kernel reads and writes, so the kernels may use raw pointers.
-fn check_panel(
-    p: &PanelRef,
-    x: &QActs,
-    t0: usize,
-    nt: usize,
-    out: &[f32],
-    rows: usize,
-    tokens: usize,
-) {
-    let bpr = p.bpr;
-    assert_eq!(p.rows, rows, "panel rows");
-    assert_eq!(p.qs.len(), bpr * 32 * rows, "panel bytes");
-    assert_eq!(p.d.len(), bpr * rows, "panel scales");
-    assert_eq!(x.bpr, bpr, "activation blocks per token");
-    assert_eq!(
-        x.offset, p.offset,
-        "activation sums made for this weight type"
-    );
-    assert!((1..=tokens).contains(&nt), "1..={tokens} tokens per call");
-    let end = (t0 + nt) * bpr;
-    assert!(
-        x.q.len() >= end && x.d.len() >= end && x.sum.len() >= end,
-        "tokens"
-    );
-    assert!(out.len() >= nt * rows, "panel output");
-}
 
 /// Packs a panel of Q4_0 rows (see `Panel`) at AVX2 levels; a full panel (a multiple of 8
 /// rows) by transposing 8 rows at a time: each row's 16 quant bytes of a block are one load, and

@@ -51,8 +51,9 @@ impl AttentionPrecision {
 
     /// What a model loads with: `T5G_ATTENTION` (`f32` or `int8`) if set; otherwise int8 for
     /// Q4_0 encoder weights on a CPU whose best kernel level multiplies int8 matrices with a
-    /// panel kernel (AVX-512 VNNI), where it is ~2× faster than f32; f32 otherwise. (Its error
-    /// is small beside Q4_0's own, but a sizeable share of Q8_0's: README, Correctness.)
+    /// panel kernel measured faster (AVX-512 VNNI, where it is ~2× faster than f32); f32
+    /// otherwise. (Its error is small beside Q4_0's own, but a sizeable share of Q8_0's:
+    /// README, Correctness.)
     pub fn for_weights(ty: GgmlType) -> Result<Self> {
         if let Some(chosen) = Self::from_env()? {
             return Ok(chosen);
