@@ -235,6 +235,30 @@ pub(crate) struct Scratch {
     pub attn: AttnScratch,
 }
 
+impl Scratch {
+    /// Bytes these buffers hold (their f32 activations; the attention's quantized copies,
+    /// a fraction of its keys, are left out).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let [q, k, v] = &self.qkv;
+        let f32s = [
+            &self.normed,
+            q,
+            k,
+            v,
+            &self.ctx,
+            &self.out,
+            &self.gate,
+            &self.up,
+        ]
+        .into_iter()
+        .chain(&self.attn.keys_t)
+        .chain([&self.attn.scores, &self.attn.parts])
+        .map(Vec::capacity)
+        .sum::<usize>();
+        f32s * std::mem::size_of::<f32>()
+    }
+}
+
 /// The end of every sandwich-normed sublayer: `x += post(out)`.
 pub(crate) fn add_post_normed(file: &GgufFile, post: &Norm, out: &mut [f32], x: &mut [f32]) {
     ops::add_rmsnormed(x, out, post.weight.get(file), post.eps);

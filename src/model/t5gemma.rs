@@ -166,13 +166,13 @@ pub(crate) fn encode(
     w: &Weights,
     ids: &[u32],
     precision: AttentionPrecision,
+    s: &mut Scratch,
 ) -> Result<Vec<f32>> {
     let e = &cfg.encoder;
     let n = ids.len();
     let mut x = embed_tokens(file, &w.enc_embed, ids, embed_scale(e.hidden), e.hidden)?;
     let window = e.sliding_window;
     let inclusive = cfg.encoder_window_inclusive;
-    let mut s = Scratch::default();
     let rope = RopeTables::new(e, 0, n);
     for layer in &w.enc_layers {
         let input = (&layer.pre_attn, &x[..], n);
@@ -207,7 +207,7 @@ pub(crate) fn encode(
         layer.attn.o.forward_into(file, &s.ctx, n, &mut s.out);
         add_post_normed(file, &layer.post_attn, &mut s.out, &mut x);
         let ffw = (&layer.pre_ffw, &layer.mlp, &layer.post_ffw);
-        feed_forward(file, &mut x, n, ffw, &mut s);
+        feed_forward(file, &mut x, n, ffw, s);
     }
     w.enc_norm.apply(file, &mut x);
     Ok(x)

@@ -171,6 +171,7 @@ pub(crate) fn encode(
     w: &Weights,
     ids: &[u32],
     precision: AttentionPrecision,
+    s: &mut Scratch,
 ) -> Result<Vec<f32>> {
     let e = &cfg.encoder;
     let n = ids.len();
@@ -178,7 +179,6 @@ pub(crate) fn encode(
     embed_into(file, cfg, w, ids, &mut x)?;
     let left = e.sliding_window.div_ceil(2) - 1;
     let right = e.sliding_window / 2;
-    let mut s = Scratch::default();
     let rope = RopeTables::new(e, 0, n);
     for layer in &w.enc_layers {
         project_qkv(file, e, layer, (&x, n, &rope), &mut s.normed, &mut s.qkv);
@@ -206,7 +206,7 @@ pub(crate) fn encode(
         layer.attn.o.forward_into(file, &s.ctx, n, &mut s.out);
         add_post_normed(file, &layer.post_attn, &mut s.out, &mut x);
         let ffw = (&layer.pre_ffw, &layer.mlp, &layer.post_ffw);
-        feed_forward(file, &mut x, n, ffw, &mut s);
+        feed_forward(file, &mut x, n, ffw, s);
     }
     w.enc_norm.apply(file, &mut x);
     Ok(x)
