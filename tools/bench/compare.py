@@ -9,6 +9,7 @@ the target, and whether it is met.
 
 import json
 import os
+import statistics
 import sys
 
 
@@ -76,6 +77,17 @@ def main():
             None if c is None else r270["encode_tokens_per_s"] / c,
             2.0,
         )
+        inter = get(ct2, "interleaved")
+        if inter:
+            rs = inter["rounds"]
+            row(
+                f"  same, interleaved: median of {len(rs)} rounds' ratios (min-max)",
+                statistics.median(r["t5g_tokens_per_s"] for r in rs),
+                f"ct2 {statistics.median(r['ct2_tokens_per_s'] for r in rs):,.1f} tok/s; "
+                f"ratios {inter['min_ratio']:.2f}-{inter['max_ratio']:.2f}",
+                inter["median_ratio"],
+                2.0,
+            )
         bw = r270.get("read_bandwidth_bytes_per_s")
         bound = None if bw is None else bw / r270["decode_weight_bytes_per_token"]
         row(

@@ -12,6 +12,12 @@ CTranslate2 (>= 4.7) converts `T5Gemma2ForConditionalGeneration` through its own
 3. times `ctranslate2.Encoder.forward_batch` on one sequence of --tokens ids with
    intra_threads=--threads, and reports the best of --repeat runs after one warm-up.
 
+With --interleave-with T5G it then alternates, --rounds times, a best of --repeat CTranslate2
+passes with `T5G bench` (the same shapes, q4_0, best of --repeat passes, a fresh process each
+time), so that both engines are timed within seconds of each other: on a shared VM whose speed
+drifts by ±15% over minutes, the ratio of two timings taken minutes apart measures the drift as
+much as the engines. Reports each round's ratio, their median, and the best against the best.
+
 With --translator it also saves the full model and times `translate_batch` with
 max_decoding_length 1 and 2 (encoder + cross K/V + one or two decoder steps), whose difference
 gives an estimate of one decoder step, as a cross-check of the encoder-only figure.
@@ -79,6 +85,41 @@ class FakeTokenizer:
         return self.vocab
 
 
+def interleave(args, encoder, tokens):
+    """Rounds of (CTranslate2 best of --repeat, t5g best of --repeat), adjacent in time."""
+    import statistics
+    import subprocess
+
+    cmd = [
+        args.interleave_with, "bench", "--synthetic", "t5gemma2-270m-270m", "--type", "q4_0",
+        "-t", str(args.threads), "--input-tokens", str(args.tokens), "--new-tokens", "2",
+        "--runs", str(args.repeat), "--no-ceilings", "--json",
+    ]
+    if args.layers != 18:
+        cmd += ["--layers", str(args.layers)]
+    rounds = []
+    for _ in range(args.rounds):
+        best = float("inf")
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            _ = encoder.forward_batch([tokens]).last_hidden_state
+            best = min(best, time.perf_counter() - t)
+        ct2 = args.tokens / best
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        t5g = json.loads(out)["encode_tokens_per_s"]
+        rounds.append({"ct2_tokens_per_s": ct2, "t5g_tokens_per_s": t5g, "ratio": t5g / ct2})
+    ratios = [r["ratio"] for r in rounds]
+    return {
+        "command": " ".join(cmd),
+        "rounds": rounds,
+        "median_ratio": statistics.median(ratios),
+        "min_ratio": min(ratios),
+        "max_ratio": max(ratios),
+        "best_vs_best": max(r["t5g_tokens_per_s"] for r in rounds)
+        / max(r["ct2_tokens_per_s"] for r in rounds),
+    }
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--tokens", type=int, default=512)
@@ -89,6 +130,8 @@ def main():
     p.add_argument("--quantization", default="int8")
     p.add_argument("--dir", default=None, help="where to save the converted model (default: temp)")
     p.add_argument("--translator", action="store_true", help="also time translate_batch")
+    p.add_argument("--interleave-with", metavar="T5G", help="a t5g binary to alternate with")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of --interleave-with")
     args = p.parse_args()
 
     import ctranslate2
@@ -146,6 +189,9 @@ def main():
         "encode_tokens_per_s": args.tokens / best,
         "convert_s": convert_s,
     }
+
+    if args.interleave_with:
+        result["interleaved"] = interleave(args, encoder, tokens)
 
     if args.translator:
         full_dir = os.path.join(out_dir, "seq2seq")

@@ -5,7 +5,8 @@
 #   tools/bench/run_all.sh [OUT_DIR]        (default: $TMPDIR/t5g-bench-results)
 #
 # Environment: PYTHON (default /work/venv/bin/python, else python3), THREADS (2), INPUT (512),
-# NEW (64), RUNS (t5g repetitions, best of; 2), RUNS_2B (for 2b-2b; 1), LLAMA_PYTHONPATH (a
+# NEW (64), RUNS (t5g repetitions, best of; 2), RUNS_2B (for 2b-2b; 1), ROUNDS (interleaved
+# CTranslate2 / t5g encoder rounds; 5), LLAMA_PYTHONPATH (a
 # directory holding another llama_cpp build, e.g. one built with GGML_NATIVE=ON via
 # `pip install --target DIR`), SKIP="ct2 llama hf t5g2b t1" to leave parts out.
 # Every part writes OUT_DIR/NAME.json; compare.py reads whatever is there.
@@ -53,7 +54,9 @@ skip t5g2b || bench t5g_2b "$RUNS_2B" --synthetic t5gemma-2b-2b --type q4_0 -t "
 
 if ! skip ct2; then
     log "ctranslate2_encoder.py"
-    "$PYTHON" tools/bench/ctranslate2_encoder.py --tokens "$INPUT" --threads "$THREADS" > "$OUT/ct2.json"
+    # Then ROUNDS (5) rounds alternating with t5g, seconds apart (see the script).
+    "$PYTHON" tools/bench/ctranslate2_encoder.py --tokens "$INPUT" --threads "$THREADS" \
+        --interleave-with "$T5G" --rounds "${ROUNDS:-5}" > "$OUT/ct2.json"
 fi
 if ! skip llama; then
     log "llamacpp_generate.py"
