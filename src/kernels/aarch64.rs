@@ -282,8 +282,10 @@ unsafe fn store_rows<const T: usize>(
 /// The 4 bytes of group `k` of token `t`'s block `b` of x, in every 32-bit lane.
 #[inline(always)]
 unsafe fn x_group(xq: *const BlockQ8_0, bpr: usize, t: usize, b: usize, k: usize) -> int8x16_t {
+    // Blocks are 34 bytes: the group is only 2-byte aligned, so it is read unaligned (one
+    // `ldr` + `dup`, or an `ld1r`).
     let p = (*xq.add(t * bpr + b)).qs.as_ptr().add(4 * k);
-    vreinterpretq_s8_s32(vld1q_dup_s32(p as *const i32))
+    vreinterpretq_s8_s32(vdupq_n_s32((p as *const i32).read_unaligned()))
 }
 
 /// The NEON panel micro-kernel (Q4_0 only; see [`Panel`]): 8 rows × `T ≤ 4` tokens with
