@@ -246,33 +246,34 @@ panel_entry!(sdot_panel_q4_0 => sdot_panel_impl, false);
 panel_entry!(sdot_panel_q8_0 => sdot_panel_impl, true);
 panel_entry!(neon_panel_q4_0 => neon_panel_impl);
 
-/// Scales each token's two halves of exact block sums into its f32 sums, in the reference's
-/// order: `fma(float(isum), d_w · d_x, acc)` (`wd`: the block's 8 weight scales, `xd`: the
-/// token's block scale at `xd[t * bpr]`).
+/// What the aarch64 panel kernels share around their integer work: for every block `b`,
+/// `block_sums(b)` gives each token's exact sums of the 8 rows (two halves, offset term
+/// included), scaled into f32 in the reference's order, `fma(float(isum), d_w · d_x, acc)`;
+/// token `t`'s 8 rows are then stored at `out[t * 8..]`.
 #[inline(always)]
-unsafe fn scale_block<const T: usize>(
-    acc: (&mut [float32x4_t; T], &mut [float32x4_t; T]),
-    isum: (&[int32x4_t; T], &[int32x4_t; T]),
-    wd: *const f32,
-    xd: *const f32,
-    bpr: usize,
-) {
-    let (dw_lo, dw_hi) = (vld1q_f32(wd), vld1q_f32(wd.add(4)));
-    for t in 0..T {
-        let dx = *xd.add(t * bpr);
-        let (s_lo, s_hi) = (vmulq_n_f32(dw_lo, dx), vmulq_n_f32(dw_hi, dx));
-        acc.0[t] = vfmaq_f32(acc.0[t], vcvtq_f32_s32(isum.0[t]), s_lo);
-        acc.1[t] = vfmaq_f32(acc.1[t], vcvtq_f32_s32(isum.1[t]), s_hi);
-    }
-}
-
-/// Stores each token's 8 row sums at `out[t * 8..]`.
-#[inline(always)]
-unsafe fn store_rows<const T: usize>(
-    acc_lo: &[float32x4_t; T],
-    acc_hi: &[float32x4_t; T],
+unsafe fn panel_blocks<const T: usize>(
+    p: &PanelRef,
+    x: &QActs,
+    t0: usize,
     out: &mut [f32],
+    block_sums: impl Fn(usize) -> ([int32x4_t; T], [int32x4_t; T]),
 ) {
+    let bpr = p.bpr;
+    let wd = p.d.as_ptr();
+    let xd = x.d.as_ptr().add(t0 * bpr);
+    let mut acc_lo = [vdupq_n_f32(0.0); T];
+    let mut acc_hi = acc_lo;
+    for b in 0..bpr {
+        let (lo, hi) = block_sums(b);
+        let dw = wd.add(b * PANEL_ROWS);
+        let (dw_lo, dw_hi) = (vld1q_f32(dw), vld1q_f32(dw.add(4)));
+        for t in 0..T {
+            let dx = *xd.add(t * bpr + b);
+            let (s_lo, s_hi) = (vmulq_n_f32(dw_lo, dx), vmulq_n_f32(dw_hi, dx));
+            acc_lo[t] = vfmaq_f32(acc_lo[t], vcvtq_f32_s32(lo[t]), s_lo);
+            acc_hi[t] = vfmaq_f32(acc_hi[t], vcvtq_f32_s32(hi[t]), s_hi);
+        }
+    }
     for t in 0..T {
         vst1q_f32(out.as_mut_ptr().add(t * PANEL_ROWS), acc_lo[t]);
         vst1q_f32(out.as_mut_ptr().add(t * PANEL_ROWS + 4), acc_hi[t]);
@@ -296,13 +297,10 @@ unsafe fn x_group(xq: *const BlockQ8_0, bpr: usize, t: usize, b: usize, k: usize
 #[inline(always)]
 unsafe fn neon_panel_impl<const T: usize>(p: &PanelRef, x: &QActs, t0: usize, out: &mut [f32]) {
     let bpr = p.bpr;
-    let (wq, wd) = (p.qs.as_ptr() as *const i8, p.d.as_ptr());
+    let wq = p.qs.as_ptr() as *const i8;
     let xq = x.q.as_ptr().add(t0 * bpr);
-    let xd = x.d.as_ptr().add(t0 * bpr);
     let xs = x.sum.as_ptr().add(t0 * bpr);
-    let mut acc_lo = [vdupq_n_f32(0.0); T];
-    let mut acc_hi = acc_lo;
-    for b in 0..bpr {
+    panel_blocks::<T>(p, x, t0, out, |b| {
         // [t][q]: rows 2q, 2q + 1, four byte positions each.
         let mut s = [[vdupq_n_s16(0); 4]; T];
         for k in 0..8 {
@@ -320,17 +318,11 @@ unsafe fn neon_panel_impl<const T: usize>(p: &PanelRef, x: &QActs, t0: usize, ou
             let pairs = vpaddq_s32(vpaddlq_s16(s[2 * h]), vpaddlq_s16(s[2 * h + 1]));
             vaddq_s32(pairs, vdupq_n_s32(*xs.add(t * bpr + b)))
         };
-        let lo: [int32x4_t; T] = std::array::from_fn(|t| rows(&s[t], t, 0));
-        let hi: [int32x4_t; T] = std::array::from_fn(|t| rows(&s[t], t, 1));
-        scale_block(
-            (&mut acc_lo, &mut acc_hi),
-            (&lo, &hi),
-            wd.add(b * PANEL_ROWS),
-            xd.add(b),
-            bpr,
-        );
-    }
-    store_rows(&acc_lo, &acc_hi, out);
+        (
+            std::array::from_fn(|t| rows(&s[t], t, 0)),
+            std::array::from_fn(|t| rows(&s[t], t, 1)),
+        )
+    });
 }
 
 /// `acc += 4-byte dot products of w with bytes 4·LANE..4·LANE + 4 of x` in every lane
@@ -382,16 +374,11 @@ unsafe fn sdot_panel_impl<const T: usize, const FLIP: bool>(
     t0: usize,
     out: &mut [f32],
 ) {
-    const ROWS: usize = PANEL_ROWS;
     let bpr = p.bpr;
     let wq = p.qs.as_ptr();
-    let wd = p.d.as_ptr();
     let xq = x.q.as_ptr().add(t0 * bpr);
-    let xd = x.d.as_ptr().add(t0 * bpr);
     let xs = x.sum.as_ptr().add(t0 * bpr);
-    let mut acc_lo = [vdupq_n_f32(0.0); T];
-    let mut acc_hi = acc_lo;
-    for b in 0..bpr {
+    panel_blocks::<T>(p, x, t0, out, |b| {
         let mut lo: [int32x4_t; T] =
             std::array::from_fn(|t| vdupq_n_s32(if FLIP { 0 } else { *xs.add(t * bpr + b) }));
         let mut hi = lo;
@@ -400,7 +387,7 @@ unsafe fn sdot_panel_impl<const T: usize, const FLIP: bool>(
             std::array::from_fn(|t| vld1q_s8((*xq.add(t * bpr + b)).qs.as_ptr()));
         let x_hi: [int8x16_t; T] =
             std::array::from_fn(|t| vld1q_s8((*xq.add(t * bpr + b)).qs.as_ptr().add(16)));
-        let group = |k: usize| wq.add((b * 8 + k) * ROWS * 4);
+        let group = |k: usize| wq.add((b * 8 + k) * PANEL_ROWS * 4);
         sdot_group::<T, 0, FLIP>(&mut lo, &mut hi, group(0), &x_lo);
         sdot_group::<T, 1, FLIP>(&mut lo, &mut hi, group(1), &x_lo);
         sdot_group::<T, 2, FLIP>(&mut lo, &mut hi, group(2), &x_lo);
@@ -409,15 +396,8 @@ unsafe fn sdot_panel_impl<const T: usize, const FLIP: bool>(
         sdot_group::<T, 1, FLIP>(&mut lo, &mut hi, group(5), &x_hi);
         sdot_group::<T, 2, FLIP>(&mut lo, &mut hi, group(6), &x_hi);
         sdot_group::<T, 3, FLIP>(&mut lo, &mut hi, group(7), &x_hi);
-        scale_block(
-            (&mut acc_lo, &mut acc_hi),
-            (&lo, &hi),
-            wd.add(b * ROWS),
-            xd.add(b),
-            bpr,
-        );
-    }
-    store_rows(&acc_lo, &acc_hi, out);
+        (lo, hi)
+    });
 }
 
 /// Σ w·x with 4 × 4 f32 accumulators; `load` turns 4 weights into f32.
