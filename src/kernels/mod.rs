@@ -377,7 +377,8 @@ pub(crate) struct PanelRef<'a> {
     pub d: &'a [f32],
 }
 
-/// `out[t * R + i] = Σ_b float(isum(b, i, t0 + t)) · d_w · d_x` for `t < nt` (1..=4 tokens).
+/// `out[t * R + i] = Σ_b float(isum(b, i, t0 + t)) · d_w · d_x` for `t < nt` (1 to the
+/// level's [`PanelKernels::tokens`]).
 pub(crate) type PanelFn = fn(p: &PanelRef, x: &QActs, t0: usize, nt: usize, out: &mut [f32]);
 
 /// Checks everything a panel micro-kernel reads and writes, so the kernels may use raw pointers.
