@@ -4,7 +4,9 @@
 //! NEON is part of the aarch64 baseline; the `dotprod` functions need the feature, and are only
 //! reachable through the table [`kernels`] returns after `is_aarch64_feature_detected!`.
 
-use super::{check_panel, KernelLevel, Kernels, Panel, PanelKernels, PanelRef, QActs};
+use super::{
+    check_panel, check_quantize, KernelLevel, Kernels, Panel, PanelKernels, PanelRef, QActs,
+};
 use crate::quant::{BlockQ4_0, BlockQ8_0};
 use half::{bf16, f16};
 use std::arch::aarch64::*;
@@ -201,10 +203,7 @@ fn quantize_q8_0_panel(
     sum: &mut [i32],
     offset: i32,
 ) {
-    assert!(
-        d.len() == out.len() && sum.len() == out.len(),
-        "one d and sum per block"
-    );
+    check_quantize(x, out, Some((d, sum)));
     crate::quant::quantize_row_q8_0(x, out);
     for ((blk, d), sum) in out.iter().zip(d).zip(sum) {
         *d = blk.d.to_f32();

@@ -409,6 +409,22 @@ pub(crate) fn check_panel(
     assert!(out.len() >= nt * rows, "panel output");
 }
 
+/// The lengths the quantizers' safe entries check: 32 values per block and, for the panel
+/// kernels (`panel`), one scale and one sum per block.
+pub(crate) fn check_quantize(x: &[f32], out: &[BlockQ8_0], panel: Option<(&[f32], &[i32])>) {
+    assert_eq!(
+        x.len(),
+        out.len() * 32,
+        "q8_0: row length must be blocks * 32"
+    );
+    if let Some((d, sum)) = panel {
+        assert!(
+            d.len() == out.len() && sum.len() == out.len(),
+            "one d and sum per block"
+        );
+    }
+}
+
 /// Quantizes activation rows to Q8_0 and writes each block's f32 scale and `-offset · Σ q`
 /// (see [`QActs`]): `(x, blocks, d, sum, offset)`.
 pub(crate) type QuantizePanelFn = fn(&[f32], &mut [BlockQ8_0], &mut [f32], &mut [i32], i32);

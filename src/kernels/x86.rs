@@ -4,7 +4,9 @@
 //! whose bounds its safe wrapper has checked. The wrappers are reachable only through the tables
 //! [`kernels`] returns, and it returns a table only for a level the CPU supports.
 
-use super::{check_panel, KernelLevel, Kernels, Panel, PanelKernels, PanelRef, QActs};
+use super::{
+    check_panel, check_quantize, KernelLevel, Kernels, Panel, PanelKernels, PanelRef, QActs,
+};
 use crate::quant::{BlockQ4_0, BlockQ8_0};
 use half::{bf16, f16};
 use std::arch::x86_64::*;
@@ -691,22 +693,6 @@ unsafe fn dot_rows<B>(
     }
     for r in full..out.len() {
         out[r] = dot(&w[r * bpr..(r + 1) * bpr]);
-    }
-}
-
-/// The lengths the quantizers' safe entries check: 32 values per block and, for the panel
-/// kernels (`panel`), one scale and one sum per block.
-fn check_quantize(x: &[f32], out: &[BlockQ8_0], panel: Option<(&[f32], &[i32])>) {
-    assert_eq!(
-        x.len(),
-        out.len() * 32,
-        "q8_0: row length must be blocks * 32"
-    );
-    if let Some((d, sum)) = panel {
-        assert!(
-            d.len() == out.len() && sum.len() == out.len(),
-            "one d and sum per block"
-        );
     }
 }
 

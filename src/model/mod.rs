@@ -524,8 +524,8 @@ impl Model {
         let mut scratch = self
             .encoder_scratch
             .lock()
-            .map(|mut kept| kept.take())
-            .unwrap_or_default()
+            .ok()
+            .and_then(|mut kept| kept.take())
             .unwrap_or_default();
         let (file, cfg, precision) = (&self.file, &self.config, self.encoder_attention);
         let hidden = on_pool(|| {
