@@ -85,6 +85,16 @@ class FakeTokenizer:
         return self.vocab
 
 
+def encoder_times(encoder, tokens, repeat):
+    """Seconds of each of `repeat` encoder passes over `tokens`."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        _ = encoder.forward_batch([tokens]).last_hidden_state
+        times.append(time.perf_counter() - t)
+    return times
+
+
 def interleave(args, encoder, tokens):
     """Rounds of (CTranslate2 best of --repeat, t5g best of --repeat), adjacent in time."""
     import statistics
@@ -99,12 +109,7 @@ def interleave(args, encoder, tokens):
         cmd += ["--layers", str(args.layers)]
     rounds = []
     for _ in range(args.rounds):
-        best = float("inf")
-        for _ in range(args.repeat):
-            t = time.perf_counter()
-            _ = encoder.forward_batch([tokens]).last_hidden_state
-            best = min(best, time.perf_counter() - t)
-        ct2 = args.tokens / best
+        ct2 = args.tokens / min(encoder_times(encoder, tokens, args.repeat))
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         t5g = json.loads(out)["encode_tokens_per_s"]
         rounds.append({"ct2_tokens_per_s": ct2, "t5g_tokens_per_s": t5g, "ratio": t5g / ct2})
@@ -169,12 +174,7 @@ def main():
         enc_dir, device="cpu", compute_type=args.quantization, inter_threads=1, intra_threads=args.threads
     )
     encoder.forward_batch([tokens])  # warm-up
-    times = []
-    for _ in range(args.repeat):
-        t = time.perf_counter()
-        out = encoder.forward_batch([tokens])
-        _ = out.last_hidden_state
-        times.append(time.perf_counter() - t)
+    times = encoder_times(encoder, tokens, args.repeat)
     best = min(times)
     result = {
         "peer": "ctranslate2",
