@@ -156,6 +156,10 @@ fn bench_usage_errors() {
             vec!["bench", "--synthetic", "t5gemma-s-s", "-t", "0"],
             "zero threads",
         ),
+        (
+            vec!["bench", "--synthetic", "t5gemma-s-s", "--warmup", "101"],
+            "too many warm-up passes",
+        ),
     ] {
         let out = t5g(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);

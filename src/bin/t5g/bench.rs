@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// Repeat the run and report the fastest encoder pass and decode loop.
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// Untimed encoder passes before the runs (a process's first pass faults in its buffers).
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
     /// Skip measuring the machine's read bandwidth and int8 peak.
     #[arg(long)]
     no_ceilings: bool,
@@ -56,7 +59,8 @@ pub struct BenchArgs {
 const AFTER_HELP: &str = "\
 Encodes --input-tokens pseudo-random ids in one pass, then decodes --new-tokens steps greedily
 forced (each step feeds the previous argmax; end of sequence never stops it). decode tok/s
-excludes the first step, which is reported apart. Ceilings (read bandwidth, int8 peak) are
+excludes the first step, which is reported apart. --warmup untimed encoder passes come first
+(the weights are read through once before them), then --runs timed ones; the fastest counts. Ceilings (read bandwidth, int8 peak) are
 measured with the same threads.
 
 Synthetic presets (random weights of the released shapes):
@@ -146,6 +150,12 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             args.runs
         ));
     }
+    if args.warmup > 100 {
+        return usage(format!(
+            "--warmup must be between 0 and 100, got {}",
+            args.warmup
+        ));
+    }
     if let Some(n) = args.threads {
         if n == 0 || n > 1024 {
             return usage(format!("--threads must be between 1 and 1024, got {n}"));
@@ -178,6 +188,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         input_tokens: args.input_tokens,
         new_tokens: args.new_tokens,
         runs: args.runs,
+        warmup: args.warmup,
         ceilings: !args.no_ceilings,
     };
     let mut report = bench::run(&model, &opts)?;
