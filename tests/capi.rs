@@ -9,12 +9,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use t5g::gguf::GgmlType;
 
-/// `target/<profile>/`, where cargo puts `libt5g.so` next to the `t5g` binary.
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_t5g"))
+/// `target/<profile>/deps/`, where this `cargo test` left the `libt5g.so` it built from the
+/// sources under test: the library is this test's dependency, and cargo builds it with every
+/// crate type of `[lib]` (rlib and cdylib) before the test. (A separate `cargo build --lib`
+/// here took ~100 s in CI: the dev profile's dependencies are not the test profile's.)
+fn lib_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_t5g"))
         .parent()
         .unwrap()
-        .to_path_buf()
+        .join("deps");
+    assert!(
+        dir.join("libt5g.so").exists(),
+        "no libt5g.so in {} (crate-type must include cdylib)",
+        dir.display()
+    );
+    dir
 }
 
 /// Every `t5g_name(params)` call shape in `text`: names with their parameter counts.
@@ -69,35 +78,9 @@ fn header_declares_exactly_the_exported_functions() {
     assert!(signatures(&exported).len() >= 7);
 }
 
-/// `cargo test` builds the library only as an rlib for the tests; build the shared library
-/// the C program links against (once, whichever test gets here first). Always through cargo,
-/// which does nothing when it is up to date: a `libt5g.so` left by an earlier build may be
-/// older than the sources under test.
-fn ensure_cdylib(lib_dir: &Path) {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let release = lib_dir.file_name().is_some_and(|n| n == "release");
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo
-            .args(["build", "--lib", "-p", "t5g"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if release {
-            cargo.arg("--release");
-        }
-        let status = cargo.status().expect("cargo runs");
-        assert!(status.success(), "cargo build --lib failed");
-    });
-    assert!(
-        lib_dir.join("libt5g.so").exists(),
-        "no libt5g.so in {}",
-        lib_dir.display()
-    );
-}
-
 fn build_example(dir: &Path) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib_dir = target_dir();
-    ensure_cdylib(&lib_dir);
+    let lib_dir = lib_dir();
     let exe = dir.join("example");
     let status = Command::new("gcc")
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g"])
@@ -129,7 +112,7 @@ fn run_example(exe: &Path, args: &[&str], under_valgrind: bool) -> std::process:
         Command::new(exe)
     };
     cmd.args(args)
-        .env("LD_LIBRARY_PATH", target_dir())
+        .env("LD_LIBRARY_PATH", lib_dir())
         .output()
         .unwrap()
 }
