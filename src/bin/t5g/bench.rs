@@ -60,8 +60,8 @@ const AFTER_HELP: &str = "\
 Encodes --input-tokens pseudo-random ids in one pass, then decodes --new-tokens steps greedily
 forced (each step feeds the previous argmax; end of sequence never stops it). decode tok/s
 excludes the first step, which is reported apart. --warmup untimed encoder passes come first
-(the weights are read through once before them), then --runs timed ones; the fastest counts. Ceilings (read bandwidth, int8 peak) are
-measured with the same threads.
+(the weights are read through once before them), then --runs timed ones; the fastest counts.
+Ceilings (read bandwidth, int8 peak) are measured with the same threads.
 
 Synthetic presets (random weights of the released shapes):
   t5gemma-s-s  t5gemma-b-b  t5gemma-l-l  t5gemma-ml-ml  t5gemma-xl-xl
