@@ -1,6 +1,10 @@
-//! Dense f32 matrix products on strided views, through the `gemm` crate (runtime-dispatched
-//! SIMD). Used by attention, whose operands are heads laid out inside wider rows.
+//! Dense f32 matrix products on strided views: our own tile kernels where the right-hand side
+//! has contiguous rows (x86 AVX2/AVX-512, aarch64 NEON; one order of operations), else
+//! the `gemm` crate (runtime-dispatched SIMD). Used by attention, whose operands are heads laid
+//! out inside wider rows.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -28,10 +32,10 @@ impl Strided<'_> {
 
 /// `dst[r, c] (+)= scale · Σ_k lhs[r, k] · rhs[k, c]`, where `dst` is row-major with
 /// `dst_row_stride` and adds to its old contents when `accumulate` is set. Runs on the calling
-/// thread (callers parallelize over heads and row blocks). On x86 (AVX2 + FMA or AVX-512) with
-/// a right-hand side of contiguous rows (`rhs.col_stride == 1`), a kernel of ours runs it, with
-/// the same bits whatever the CPU and the row split (see `gemm_f32/x86.rs`); else the `gemm`
-/// crate.
+/// thread (callers parallelize over heads and row blocks). On x86 (AVX2 + FMA or AVX-512) and
+/// on aarch64, with a right-hand side of contiguous rows (`rhs.col_stride == 1`), a kernel of
+/// ours runs it, in one order of operations whatever the CPU and the row split (see
+/// `gemm_f32/x86.rs`, `gemm_f32/aarch64.rs`); else the `gemm` crate.
 pub fn matmul_f32(
     dst: &mut [f32],
     dst_row_stride: usize,
@@ -64,6 +68,11 @@ pub fn matmul_f32(
         // SAFETY: `width` is what this CPU has; the asserts above keep the views in bounds,
         // and m, n, k > 0.
         return unsafe { x86::matmul(width, dst, dst_row_stride, accumulate, lhs, rhs, scale) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if rhs.col_stride == 1 {
+        // SAFETY: the asserts above keep the views in bounds, and m, n, k > 0.
+        return unsafe { aarch64::matmul(dst, dst_row_stride, accumulate, lhs, rhs, scale) };
     }
     // SAFETY: the three asserts above keep every element the views address inside their
     // slices; `dst` is borrowed mutably and cannot alias `lhs` or `rhs`.
@@ -134,13 +143,16 @@ mod tests {
 
     /// Every shape's tails (rows past a 12-row tile, columns past a 32-column one), strided
     /// left-hand sides and outputs, with and without accumulation, against f64 sums; and, where
-    /// our AVX-512 kernel runs, each row's bits the same whether the rows are computed together
-    /// or one call per row (the attention splits rows between threads by their number).
+    /// our kernels run (x86, aarch64), each row's bits the same whether the rows are computed
+    /// together or one call per row (the attention splits rows between threads by their
+    /// number).
     #[test]
     fn products_of_every_shape_match_f64_and_do_not_depend_on_the_row_split() {
         #[cfg(target_arch = "x86_64")]
         let ours = x86::width().is_some();
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        let ours = true;
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         let ours = false;
         for (m, n, k) in [
             (1, 1, 1),

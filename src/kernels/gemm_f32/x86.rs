@@ -6,9 +6,9 @@
 //! Every element sums its `k` products in order in one accumulator (`acc = fma(a, b, acc)`),
 //! then is scaled and added to the output: the same arithmetic at both widths, so the result
 //! depends neither on the tiling, nor on how callers split rows between threads, nor on the
-//! CPU. (The `gemm` crate, which has no AVX-512 kernels on stable Rust, remains the path on
-//! other architectures and for other layouts; its rows can change in the last bit with the
-//! number of rows.)
+//! CPU. `gemm_f32/aarch64.rs` does the same arithmetic in NEON. (The `gemm` crate, which has
+//! no AVX-512 kernels on stable Rust, remains the path for other layouts and CPUs without
+//! AVX2; its rows can change in the last bit with the number of rows.)
 
 use super::Strided;
 use std::arch::x86_64::*;
