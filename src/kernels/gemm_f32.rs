@@ -101,6 +101,42 @@ pub fn matmul_f32(
     }
 }
 
+/// The tiling of our kernels (x86 and aarch64): the right-hand side, whose rows are contiguous,
+/// is copied one panel of `NR` columns at a time to `k` contiguous rows — rows of a wide matrix
+/// lie a power of two apart as often as not, and read in place they would fight over a few L1
+/// sets — and the `m` rows are then taken in tiles of at most `max_rows`:
+/// `tile(first row, rows, panel, first column, columns)`. Past `n`, the last panel's columns
+/// keep the previous panel's values (or zeros): computed, never stored. Inlined into each
+/// kernel, so that it is compiled with the kernel's target features.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+fn for_each_tile<const NR: usize>(
+    m: usize,
+    rhs: Strided,
+    max_rows: usize,
+    mut tile: impl FnMut(usize, usize, &[f32], usize, usize),
+) {
+    let (k, n) = (rhs.rows, rhs.cols);
+    let mut panel = vec![0.0f32; k * NR];
+    for c0 in (0..n).step_by(NR) {
+        let nc = (n - c0).min(NR);
+        for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+            let src = &rhs.data[kk * rhs.row_stride + c0..][..nc];
+            if nc == NR {
+                // A constant length compiles to a few vector moves; a slice copy of variable
+                // length is a `memmove` call per row.
+                let row: &mut [f32; NR] = row.try_into().expect("chunks of NR");
+                *row = src.try_into().expect("NR columns");
+            } else {
+                row[..nc].copy_from_slice(src);
+            }
+        }
+        for r0 in (0..m).step_by(max_rows) {
+            tile(r0, (m - r0).min(max_rows), &panel, c0, nc);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

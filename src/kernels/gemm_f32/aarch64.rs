@@ -1,14 +1,14 @@
 //! [`super::matmul_f32`] on aarch64 for a right-hand side whose rows are contiguous (the
-//! attention's transposed keys and its values): NEON `6 × 16` tiles in 24 accumulators, the
-//! right-hand side copied one column panel at a time to contiguous rows, each left-hand
-//! element loaded once per tile row and step as a broadcast.
+//! attention's transposed keys and its values): NEON `6 × 16` tiles in 24 accumulators over
+//! the x86 kernels' panels (`for_each_tile`), each left-hand element loaded once per tile row
+//! and step as a broadcast.
 //! The arithmetic of the x86 kernels (`gemm_f32/x86.rs`): every element sums its `k` products
 //! in order in one accumulator (`fmla`, fused as x86's `vfmadd` is), then is scaled and added
 //! to the output. So the result depends neither on the tiling nor on how callers split rows
-//! between threads, and each element is computed in the x86 kernels' order. (The `gemm`
-//! crate, used here before, could change a row's last bit with the number of rows in the call.)
+//! between threads. (The `gemm` crate, used here before, could change a row's last bit with
+//! the number of rows in the call.)
 
-use super::Strided;
+use super::{for_each_tile, Strided};
 use std::arch::aarch64::*;
 
 /// Columns of a tile: four vectors of 4 lanes.
@@ -30,40 +30,24 @@ pub(super) unsafe fn matmul(
     scale: f32,
 ) {
     debug_assert_eq!(rhs.col_stride, 1);
-    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
     let c = dst.as_mut_ptr();
-    // Past `n`, the last panel's columns keep the previous panel's values (or zeros):
-    // computed, never stored.
-    let mut panel = vec![0.0f32; k * NR];
-    for c0 in (0..n).step_by(NR) {
-        let nc = (n - c0).min(NR);
-        for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
-            // SAFETY: columns c0..c0 + nc of row kk lie inside the right-hand view.
-            let src = unsafe { rhs.data.as_ptr().add(kk * rhs.row_stride + c0) };
-            // SAFETY: as above, `nc` elements from `src` are in the view's slice.
-            row[..nc].copy_from_slice(unsafe { std::slice::from_raw_parts(src, nc) });
-        }
-        let mut r0 = 0;
-        while r0 < m {
-            let mr = (m - r0).min(MR);
-            // SAFETY: rows r0..r0 + mr of the left-hand view and of the output, columns
-            // c0..c0 + nc of the output, are in bounds (checked by `matmul_f32`).
-            unsafe {
-                let a = lhs.data.as_ptr().add(r0 * lhs.row_stride);
-                let out = c.add(r0 * ldc + c0);
-                let tile = (a, lhs, panel.as_ptr(), out, ldc, nc, accumulate, scale);
-                match mr {
-                    6 => tile_rows::<6>(tile),
-                    5 => tile_rows::<5>(tile),
-                    4 => tile_rows::<4>(tile),
-                    3 => tile_rows::<3>(tile),
-                    2 => tile_rows::<2>(tile),
-                    _ => tile_rows::<1>(tile),
-                }
+    for_each_tile::<NR>(lhs.rows, rhs, MR, |r0, mr, panel, c0, nc| {
+        // SAFETY: rows r0..r0 + mr of the left-hand view and of the output, columns
+        // c0..c0 + nc of the output, are in bounds (checked by `matmul_f32`).
+        unsafe {
+            let a = lhs.data.as_ptr().add(r0 * lhs.row_stride);
+            let out = c.add(r0 * ldc + c0);
+            let tile = (a, lhs, panel.as_ptr(), out, ldc, nc, accumulate, scale);
+            match mr {
+                6 => tile_rows::<6>(tile),
+                5 => tile_rows::<5>(tile),
+                4 => tile_rows::<4>(tile),
+                3 => tile_rows::<3>(tile),
+                2 => tile_rows::<2>(tile),
+                _ => tile_rows::<1>(tile),
             }
-            r0 += mr;
         }
-    }
+    });
 }
 
 /// A tile's operands: its first left-hand element and the view (for its strides and depth),

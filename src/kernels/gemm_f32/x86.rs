@@ -10,7 +10,7 @@
 //! no AVX-512 kernels on stable Rust, remains the path for other layouts and CPUs without
 //! AVX2; its rows can change in the last bit with the number of rows.)
 
-use super::Strided;
+use super::{for_each_tile, Strided};
 use std::arch::x86_64::*;
 
 /// Which kernel [`matmul`] runs: zmm at the AVX-512 [kernel levels](crate::kernels::level),
@@ -93,35 +93,15 @@ macro_rules! tile_kernel {
             rhs: Strided,
             scale: f32,
         ) {
-            let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
             let c = dst.as_mut_ptr();
-            // One column panel of the right-hand side at a time, copied to `k` contiguous rows
-            // of NR: rows of a wide matrix lie a power of two apart as often as not, and read
-            // in place they would fight over a few L1 sets. Past `n`, the last panel's columns
-            // keep the previous panel's values (or zeros): computed, never stored.
-            let mut panel = vec![0.0f32; k * NR];
-            for c0 in (0..n).step_by(NR) {
-                let nc = (n - c0).min(NR);
-                for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
-                    let src = rhs.data.as_ptr().add(kk * rhs.row_stride + c0);
-                    if nc == NR {
-                        // A constant length compiles to a few vector moves; a slice copy of
-                        // variable length is a `memmove` call per 128-byte row.
-                        std::ptr::copy_nonoverlapping(src, row.as_mut_ptr(), NR);
-                    } else {
-                        row[..nc].copy_from_slice(std::slice::from_raw_parts(src, nc));
-                    }
-                }
-                let mut r0 = 0;
-                while r0 < m {
-                    let mr = (m - r0).min($mr);
-                    let a = lhs.data.as_ptr().add(r0 * lhs.row_stride);
-                    let out = c.add(r0 * ldc + c0);
-                    let args = (a, lhs, panel.as_ptr(), NR, out, ldc, nc, accumulate, scale);
-                    tiles(mr, args);
-                    r0 += mr;
-                }
-            }
+            for_each_tile::<NR>(lhs.rows, rhs, $mr, |r0, mr, panel, c0, nc| {
+                let a = lhs.data.as_ptr().add(r0 * lhs.row_stride);
+                let out = c.add(r0 * ldc + c0);
+                tiles(
+                    mr,
+                    (a, lhs, panel.as_ptr(), NR, out, ldc, nc, accumulate, scale),
+                );
+            });
         }
 
         /// Dispatches `mr` (1..=MR) rows to the tile of that height.
